@@ -1,0 +1,62 @@
+"""sftdata: raw instruction data to training-ready SFT shards, with provably right loss masks.
+
+The stages, each a typed function you can call from a script or a notebook (the CLI is a thin layer):
+
+    read_rows      -> raw rows from JSONL / JSON / Parquet / CSV / Hugging Face datasets
+    validate_rows  -> Conversation records or Rejects (reason codes)
+    encode         -> Example(input_ids, supervised) per conversation, mask proven two ways
+    plan_packs     -> best-fit-decreasing bins from lengths alone
+    prepare        -> the whole batch job: shards + manifest + rejects
+    audit          -> independent re-derivation of every mask, HTML report
+    train          -> a small trainer over the shards (extra `train`)
+
+Heavy modules are imported lazily so that `import sftdata` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sftdata._version import __version__
+from sftdata.reasons import Reason
+from sftdata.records import Conversation, Message, Problem, Reject, Role, ToolCall, parse_conversation
+from sftdata.tokens import IGNORE_INDEX, Example
+
+# public name -> module that defines it (imported on first use)
+_LAZY = {
+    "read_rows": "sftdata.readers",
+    "validate_rows": "sftdata.validate",
+    "ValidationReport": "sftdata.validate",
+    "MaskOptions": "sftdata.chat.options",
+    "ChatEncoder": "sftdata.chat.engine",
+    "encode": "sftdata.chat.engine",
+    "plan_packs": "sftdata.pack",
+    "PipelineConfig": "sftdata.config",
+    "prepare": "sftdata.prepare",
+    "Manifest": "sftdata.manifest",
+    "audit": "sftdata.audit",
+    "TrainConfig": "sftdata.train.config",
+    "train": "sftdata.train",
+}
+
+__all__ = [
+    "IGNORE_INDEX",
+    "Conversation",
+    "Example",
+    "Message",
+    "Problem",
+    "Reason",
+    "Reject",
+    "Role",
+    "ToolCall",
+    "__version__",
+    "parse_conversation",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sftdata' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Chat templates, rendering and the loss-mask engine."""
