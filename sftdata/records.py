@@ -92,7 +92,7 @@ class Message(BaseModel):
     tool_call_id: str | None = None
     name: str | None = None
     """Tool name on a tool result, or a speaker name where a template uses it."""
-    train: bool | None = None
+    train: bool | None = Field(default=None, strict=True)
     """True/False forces this message into/out of the loss; None follows the masking strategy."""
 
 
@@ -122,6 +122,8 @@ class Conversation(BaseModel):
                 ) from None
         if value is not None and (not isinstance(value, list) or not all(isinstance(t, dict) for t in value)):
             raise PydanticCustomError(Reason.bad_tools.value, "`tools` must be a list of JSON-schema objects", {})
+        if value:  # bare function schemas (glaive) -> the OpenAI wrapping every template understands
+            value = [{"type": "function", "function": t} if "name" in t and "function" not in t else t for t in value]
         return value or None
 
     def to_template_messages(self) -> list[dict[str, Any]]:
@@ -280,12 +282,12 @@ def check_conversation(conv: Conversation, max_chars: int = MAX_FIELD_CHARS) -> 
             elif m.train is not False:
                 trainable = True
             seen_call = seen_call or bool(m.tool_calls)
-        elif m.role is Role.user and not m.content.strip():
-            problems.append(Problem(Reason.empty_message, "user message is empty or whitespace only",
+        elif m.role is not Role.system and not m.content.strip():
+            problems.append(Problem(Reason.empty_message, f"{m.role.value} message is empty or whitespace only",
                                     f"{where}.content"))
-        elif m.role is Role.tool and not seen_call:
+        if m.role is Role.tool and not seen_call:
             problems.append(Problem(Reason.tool_result_without_call, f"tool result at index {i} has no assistant "
-                                    "tool call before it", where))
+                                    "tool call before it (a call written as prose is not a tool call)", where))
     if not trainable and not any(p.code is Reason.empty_reply for p in problems):
         problems.append(Problem(Reason.no_assistant_turn, "no assistant turn to learn from (none, or all marked "
                                 "train=false)", "messages"))

@@ -1,0 +1,190 @@
+"""The audit's own answer to "which tokens must the model generate?", by prefix renders.
+
+This is deliberately a different method from the writer's (which locates each reply in one full
+render). For assistant turn k:
+
+1. render `messages[:k]` with `add_generation_prompt=True`: the text the model sees before it starts
+   generating turn k (`P_k`). When `P_k` is a prefix of the full render `T`, turn k's generation
+   starts at character `len(P_k)` of `T`.
+2. the generation runs to the first end-of-turn token (found by the template probe, e.g.
+   `<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, `</s>`) at or after that start, inclusive. With
+   sanitize on, message text can never produce a control-token id, so the first one is the
+   template's own.
+3. a leading `<think>...</think>` block (plus the whitespace after it) is left out when it is empty
+   or when `train_reasoning` is off; the end-of-turn token is left out when `train_eot` is off.
+4. tokens are supervised when they *start* inside the span (`char_to_token` at the span start; a
+   token straddling the start, part header and part reply, stays unsupervised).
+
+Templates that rewrite history break step 1 for earlier turns (Qwen3 renders `<think></think>` only
+on the last turn; Mistral v0.3 moves the system text into the last user turn). There the audit falls
+back to a search: render `messages[:k+1]`, take what it adds after `P_k` up to its end-of-turn
+(`G_k`), and find `G_k` in `T` after the previous turn (also with a leading think block removed,
+which history rewriting drops). A turn found neither way is reported as `unproven`, never guessed.
+
+`masking: all` supervises every token but each document's first; `last` only the last assistant
+turn; a message's own `train` flag overrides the strategy. The plain `prompt_format` for base models
+is re-derived from the format string: the response is supervised from the character where
+`{response}` starts to the end of the text.
+
+Cost: one full render plus one prefix render per assistant turn (Jinja only, no tokenizing) and one
+batched encode; about 1.3x the floor's render + encode on the bench corpus.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sftdata.audit.render import Renderer
+
+THINK_RE = re.compile(r"\s*<think>(.*?)</think>\s*", re.DOTALL)
+
+
+@dataclass
+class Derived:
+    """The audit's ids and supervision mask for one source record."""
+
+    ids: np.ndarray | None = None
+    supervised: np.ndarray | None = None
+    unproven: list[str] = field(default_factory=list)
+    """Why (part of) the mask could not be re-derived; empty when every turn was proven."""
+    error: str | None = None
+    """The template raised: nothing could be rendered."""
+
+
+def _trained_turns(messages: list[dict], train_flags: list[bool | None], masking: str) -> list[int]:
+    assistants = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
+    last = assistants[-1] if assistants else -1
+    out = []
+    for i in assistants:
+        flag = train_flags[i] if i < len(train_flags) else None
+        if flag is None:
+            flag = masking == "assistant" or (masking == "last" and i == last)
+        if flag:
+            out.append(i)
+    return out
+
+
+def _char_to_token(offsets: np.ndarray, char: int) -> int:
+    """First token whose start offset is >= char."""
+    return int(np.searchsorted(offsets[:, 0], char, side="left"))
+
+
+class MaskDeriver:
+    """Derives ids and masks for conversations with one renderer and the template's end-of-turn ids."""
+
+    def __init__(self, renderer: Renderer, eot_ids: frozenset[int], eot_texts: tuple[str, ...]) -> None:
+        self.r = renderer
+        self.s = renderer.settings
+        self.eot_ids = np.fromiter(eot_ids, dtype=np.int64) if eot_ids else np.zeros(0, dtype=np.int64)
+        self.eot_texts = eot_texts
+
+    def derive_batch(self, convs: list[tuple[list[dict], list[dict] | None, list[bool | None]]]) -> list[Derived]:
+        """Derive many conversations: (template messages, tools, per-message train flags) each."""
+        if self.s.prompt_format:
+            return [self._derive_prompt_format(m) for m, _, _ in convs]
+        texts: list[str | None] = []
+        out: list[Derived] = []
+        for messages, tools, _ in convs:
+            try:
+                texts.append(self.r.text(messages, tools))
+                out.append(Derived())
+            except Exception as err:  # a template raising on one record is a finding, not a crash
+                texts.append(None)
+                out.append(Derived(error=f"{type(err).__name__}: {err}"))
+        todo = [i for i, t in enumerate(texts) if t is not None]
+        encodings = self.r.encode([texts[i] for i in todo])
+        for i, enc in zip(todo, encodings, strict=True):
+            messages, tools, flags = convs[i]
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            if self.r.needs_sanitize(messages, tools):
+                reference = np.asarray(self.r.reference_ids(messages, tools), dtype=np.int64)
+                if not np.array_equal(reference, ids):
+                    out[i] = Derived(ids=reference, unproven=["control-token text in a message: ids checked, mask not"])
+                    continue
+            out[i] = self._derive_one(messages, tools, flags, texts[i], ids, offsets)
+        return out
+
+    def _derive_one(self, messages: list[dict], tools: list[dict] | None, flags: list[bool | None], text: str,
+                    ids: np.ndarray, offsets: np.ndarray) -> Derived:
+        sup = np.zeros(len(ids), dtype=bool)
+        if self.s.masking == "all" and not any(f is False for f in flags):
+            sup[1:] = True
+            return Derived(ids=ids, supervised=sup)
+        unproven: list[str] = []
+        cursor = 0
+        for k in _trained_turns(messages, flags, self.s.masking):
+            span = self._turn_span(messages, tools, k, text, cursor)
+            if isinstance(span, int):
+                span = self._trim(text, span, offsets, ids)
+            if isinstance(span, str):
+                unproven.append(f"messages[{k}]: {span}")
+                continue
+            start, eot_token = span
+            sup[start:eot_token + (1 if self.s.train_eot else 0)] = True
+            cursor = int(offsets[eot_token, 1])
+        return Derived(ids=ids, supervised=sup, unproven=unproven)
+
+    def _turn_span(self, messages: list[dict], tools: list[dict] | None, k: int, text: str,
+                   cursor: int) -> int | str:
+        """Character where turn k's generation starts in `text`, or why it cannot be found."""
+        if k == 0:
+            return "an assistant turn first: no generation prompt to render"
+        try:
+            prompt = self.r.text(messages[:k], tools, generation=True)
+        except Exception as err:
+            return f"the template raised on the prefix ({err})"
+        if text.startswith(prompt) and len(prompt) >= cursor:
+            return len(prompt)
+        try:
+            turn = self.r.text(messages[: k + 1], tools)
+        except Exception as err:
+            return f"the template raised on the prefix ({err})"
+        if not turn.startswith(prompt):
+            return "the template rewrites history: the generation prompt is not a prefix of the turn"
+        generated = turn[len(prompt):]
+        cut = min((generated.find(e) + len(e) for e in self.eot_texts if e in generated), default=-1)
+        if cut < 0:
+            return "no end-of-turn token in the turn's render"
+        generated = generated[:cut]
+        candidates = [generated]
+        think = THINK_RE.match(generated)
+        if think:
+            candidates.append(generated[think.end():])
+        for candidate in candidates:
+            pos = text.find(candidate, cursor)
+            if pos >= 0:
+                return pos
+        return "the turn's text is not in the full render after the previous turn"
+
+    def _trim(self, text: str, start: int, offsets: np.ndarray, ids: np.ndarray) -> tuple[int, int] | str:
+        """(first supervised token, end-of-turn token) of a turn whose generation starts at `start`."""
+        think = THINK_RE.match(text, start)
+        if think and (not think.group(1).strip() or not self.s.train_reasoning):
+            start = think.end()
+        first = _char_to_token(offsets, start)
+        hits = np.flatnonzero(np.isin(ids[first:], self.eot_ids))
+        if not len(hits):
+            return "no end-of-turn token after the reply"
+        return first, first + int(hits[0])
+
+    def _derive_prompt_format(self, messages: list[dict]) -> Derived:
+        fmt = self.s.prompt_format or ""
+        users = [m.get("content", "") for m in messages if m.get("role") in ("user", "system")]
+        replies = [m.get("content", "") for m in messages if m.get("role") == "assistant"]
+        if len(replies) != 1:
+            return Derived(error=f"prompt_format needs exactly one assistant reply, found {len(replies)}")
+        prompt = "\n\n".join(u for u in users if u)
+        head, _, _ = fmt.partition("{response}")
+        text = fmt.format(prompt=prompt, response=replies[0])
+        start = len(head.format(prompt=prompt))
+        enc = self.r.encode([text])[0]
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        sup = np.zeros(len(ids), dtype=bool)
+        sup[max(_char_to_token(offsets, start), 1):] = True
+        return Derived(ids=ids, supervised=sup)

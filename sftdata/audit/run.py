@@ -1,0 +1,260 @@
+"""`audit_prepared`: the whole audit of a prepared folder, as one function over its files.
+
+Order (cheap and certain first): manifest and files (sha256) -> template probes -> shard-only
+invariants and statistics per shard -> re-derivation of every document from its source record ->
+rejects summary and samples for the report. Every step adds to one `Findings`; the result is an
+`AuditReport` that the CLI prints, writes as JSON or renders as HTML. Nothing here imports the
+writer's mask engine (`sftdata.chat`) or `sftdata.prepare`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from sftdata.audit.compare import compare_document
+from sftdata.audit.findings import Finding, Findings, Severity
+from sftdata.audit.integrity import check_files, check_metadata, check_shard_counts, check_totals
+from sftdata.audit.invariants import TokenRules, check_view
+from sftdata.audit.probes import ProbeResult, run_probes
+from sftdata.audit.rederive import MaskDeriver
+from sftdata.audit.render import Renderer, RenderSettings
+from sftdata.audit.sources import resolve_input, source_records
+from sftdata.audit.stats import StatsAccumulator, summarize
+from sftdata.audit.tables import TokenView, shard_view
+from sftdata.audit.tokens import special_ids, token_namer, token_pieces
+from sftdata.errors import InputError
+from sftdata.manifest import MANIFEST_NAME, REJECTS_NAME, Manifest
+
+BATCH = 1024
+REJECT_EXAMPLES = 3
+
+
+@dataclass
+class AuditReport:
+    """Everything the audit found, ready for the terminal, `--json` and the HTML report."""
+
+    target: str
+    kind: str
+    """`sftdata` (a prepared folder) or `dataset` (another tool's tokenized dataset)."""
+    findings: Findings
+    probes: list[Finding] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    rejects: dict[str, Any] = field(default_factory=dict)
+    about: dict[str, Any] = field(default_factory=dict)
+    """Tokenizer, template origin and options (for the report's header)."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.findings.passed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "kind": self.kind, "passed": self.passed, "errors": self.findings.errors,
+            "checks": self.findings.checks_json(), "findings": [f.to_json() for f in self.findings.items],
+            "template": [f.to_json() for f in self.probes], "stats": self.stats, "rejects": self.rejects,
+            "about": self.about, "timings": self.timings,
+        }
+
+
+def load_tokenizer(path: str, folder: Path | None = None) -> Any:
+    """A Hugging Face tokenizer from a folder (as given, or beside the audited folder) or a hub id."""
+    from transformers import AutoTokenizer
+
+    found = resolve_input(path, folder) if folder is not None else None
+    try:
+        return AutoTokenizer.from_pretrained(str(found or path))
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load tokenizer {path!r} ({err}); pass --tokenizer FOLDER_OR_HUB_ID") from None
+
+
+def load_manifest(folder: Path) -> Manifest:
+    if not (folder / MANIFEST_NAME).is_file():
+        raise InputError(f"{folder}: no {MANIFEST_NAME}; not a finished `sftdata prepare` folder (for another "
+                         "tool's dataset pass --tokenizer)")
+    try:
+        return Manifest.load(folder)
+    except ValidationError as err:
+        raise InputError(f"{folder / MANIFEST_NAME}: not a valid manifest ({err.error_count()} problem(s): "
+                         f"{err.errors(include_url=False)[0]['msg']})") from None
+
+
+def make_rules(tok: Any, settings: RenderSettings, probes: ProbeResult, truncated: set[str]) -> TokenRules:
+    return TokenRules(eot_ids=probes.eot_ids, bos_id=probes.bos_id, train_eot=settings.train_eot,
+                      masking=settings.masking, truncated_docs=frozenset(truncated), token_text=token_namer(tok))
+
+
+def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: int = 8,
+                   rederive: bool = True) -> AuditReport:
+    """Audit a folder written by `sftdata prepare`.
+
+    Args:
+        folder: the prepared folder (with `manifest.json`).
+        tokenizer: override the tokenizer the manifest names (e.g. when it moved).
+        sample: documents shown token by token in the report.
+        rederive: re-read the inputs and re-derive every document (the slow, strongest part).
+
+    Returns:
+        The report; `report.passed` is False when any check failed.
+    """
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    findings = Findings()
+    timings: dict[str, float] = {}
+    existing = check_files(folder, manifest, findings)
+    tok = load_tokenizer(tokenizer or manifest.tokenizer.path, folder)
+    settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
+    renderer = Renderer(tok, settings)
+    probes = run_probes(renderer)
+    rules = make_rules(tok, settings, probes, set(manifest.truncated_docs))
+    timings["setup_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    views: list[TokenView] = []
+    stats = StatsAccumulator()
+    for info in existing:
+        try:
+            view = shard_view(folder / info.file)
+        except InputError as err:
+            findings.fail(Finding("shard_readable", Severity.error, str(err), shard=info.file,
+                                  expected="a complete Arrow IPC stream", found="unreadable"))
+            continue
+        findings.check("shard_readable", "every shard is a complete Arrow IPC stream", 1)
+        check_metadata(view, manifest, findings)
+        check_shard_counts(view, info, findings)
+        check_view(view, rules, findings)
+        stats.add(view)
+        views.append(view)
+    summary = summarize(stats, manifest.packing.capacity)
+    check_totals(manifest, summary["totals"], findings)
+    timings["shards_s"] = time.perf_counter() - t
+
+    if rederive:
+        t = time.perf_counter()
+        rederive_documents(views, manifest, folder, renderer, probes, rules, findings)
+        timings["rederive_s"] = time.perf_counter() - t
+    rejects = summarize_rejects(folder / REJECTS_NAME)
+    samples = sample_documents(views, tok, sample)
+    timings["total_s"] = time.perf_counter() - t0
+    about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
+             "options": manifest.options, "counts": manifest.counts.model_dump(),
+             "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version}
+    return AuditReport(str(folder), "sftdata", findings, probes.findings, summary, samples, rejects, about,
+                       {k: round(v, 3) for k, v in timings.items()})
+
+
+def rederive_documents(views: list[TokenView], manifest: Manifest, folder: Path, renderer: Renderer,
+                       probes: ProbeResult, rules: TokenRules, findings: Findings) -> None:
+    """Re-read every source record, derive its ids and mask, and compare with the stored document."""
+    where: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for v, view in enumerate(views):
+        for d in np.flatnonzero(view.doc_valid).tolist():
+            where[view.doc_ids[d]].append((v, d))
+    deriver = MaskDeriver(renderer, probes.eot_ids, probes.eot_texts)
+    notes: list[Finding] = []
+    seen: set[tuple[int, int]] = set()
+    missing: list[Any] = []
+    rejected = _rejected_positions(folder / REJECTS_NAME)
+    records = source_records(manifest, folder, notes)
+    while chunk := list(islice(records, BATCH)):
+        derived = deriver.derive_batch([(r.messages, r.tools, r.train) for r in chunk])
+        for record, result in zip(chunk, derived, strict=True):
+            places = [p for p in where.get(record.doc_id, ()) if p not in seen]
+            if not places:
+                if (record.source, record.index) not in rejected:
+                    missing.append(record)
+                continue
+            v, d = places[0]
+            seen.add((v, d))
+            compare_document(views[v], d, result, record.doc_id in rules.truncated_docs, findings, rules.token_text)
+    for note in notes:
+        findings.fail(note)
+    name = ("records_accounted", "every valid source record is in the shards or in rejects.jsonl, once")
+    findings.check(*name, len(seen) + len(missing))
+    for record in missing[:25]:
+        findings.fail(Finding(name[0], Severity.error, "a valid source record is neither in the shards nor in "
+                              "rejects.jsonl", doc_id=record.doc_id, expected="written or rejected", found="absent"),
+                      count=len(missing) if record is missing[0] else 0)
+    if not notes:  # every input was there: every stored document must come from one of them
+        extra = [(v, d) for locs in where.values() for (v, d) in locs if (v, d) not in seen]
+        findings.check("doc_has_source", "every stored document comes from a source record", len(seen) + len(extra))
+        for i, (v, d) in enumerate(extra[:25]):
+            view = views[v]
+            findings.fail(Finding("doc_has_source", Severity.error, "stored document matches no source record "
+                                  "(unknown or duplicated doc_id)", **view.locate(int(view.doc_starts[d])),
+                                  expected="a doc_id of a source record", found=view.doc_ids[d]),
+                          count=len(extra) if i == 0 else 0)
+
+
+def _rejected_positions(path: Path) -> set[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    item = json.loads(line)
+                    out.add((item.get("source"), int(item.get("index"))))
+                except (ValueError, TypeError):
+                    continue
+    return out
+
+
+def summarize_rejects(path: Path) -> dict[str, Any]:
+    """Counts by reason code and a few examples of each, from `rejects.jsonl`."""
+    counts: Counter[str] = Counter()
+    examples: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    total = 0
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                total += 1
+                for reason in item.get("reasons", []):
+                    code = reason.get("code", "?")
+                    counts[code] += 1
+                    if len(examples[code]) < REJECT_EXAMPLES:
+                        raw = json.dumps(item.get("raw"), ensure_ascii=False)
+                        examples[code].append({"where": f"{item.get('source')}:{item.get('index')}",
+                                               "id": item.get("id"), "message": reason.get("message"),
+                                               "path": reason.get("path"),
+                                               "raw": raw[:400] + ("…" if len(raw) > 400 else "")})
+    return {"total": total, "by_reason": [{"code": c, "count": n, "examples": examples[c]}
+                                          for c, n in counts.most_common()]}
+
+
+def sample_documents(views: list[TokenView], tok: Any, n: int) -> list[dict[str, Any]]:
+    """`n` documents spread evenly over all shards, each as tokens with their label state."""
+    docs = [(v, d) for v, view in enumerate(views) for d in np.flatnonzero(view.doc_valid).tolist()]
+    if not docs or n <= 0:
+        return []
+    picks = sorted({int(i) for i in np.linspace(0, len(docs) - 1, num=min(n, len(docs)))})
+    specials = special_ids(tok)
+    out = []
+    for i in picks:
+        v, d = docs[i]
+        view = views[v]
+        ids, labels = view.doc_tokens(d)
+        ids_list = [int(x) for x in ids[:4096]]
+        pieces = token_pieces(tok, ids_list)
+        start = int(view.doc_starts[d])
+        out.append({
+            "shard": view.name, "row": int(view.token_rows[start]), "doc_id": view.doc_ids[d],
+            "tokens": len(ids), "supervised": int((labels != -100).sum()), "shown": len(ids_list),
+            "pieces": [[p, bool(lab != -100), tid in specials] for p, lab, tid in zip(pieces, labels.tolist(), ids_list,
+                                                                                       strict=False)],
+        })
+    return out
