@@ -20,8 +20,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sftdata.chat.options import MaskOptions
 from sftdata.errors import ConfigError
 
-RUN_ONLY_FIELDS = frozenset({"workers", "chunk_size", "tokenizer"})
+RUN_ONLY_FIELDS = frozenset({"workers", "chunk_size", "tokenizer", "engine", "ray_address"})
 """Fields that do not change the output (the tokenizer is recorded by its files' hashes instead)."""
+
+
+class Engine(StrEnum):
+    """Where `prepare` runs its stages (a run-only choice: the output is byte-identical)."""
+
+    local = "local"
+    """This machine: inline, or a pool of `workers` spawned processes (default; imports nothing of Ray)."""
+    ray = "ray"
+    """Ray Data on a Ray cluster (`ray_address`, or a local Ray): read, validate and encode in parallel,
+    pack centrally from lengths, write shards in Ray tasks."""
 
 
 class TooLong(StrEnum):
@@ -71,6 +81,11 @@ class PipelineConfig(BaseModel):
     """Processes that render and tokenize (spawned, so safe whatever TOKENIZERS_PARALLELISM is)."""
     chunk_size: int = Field(default=512, ge=1)
     """Records sent to a worker at once."""
+    engine: Engine = Engine.local
+    """Where the work runs: `local` (this machine) or `ray` (Ray Data; needs `pip install 'sftdata[ray]'`).
+    Same output bytes either way."""
+    ray_address: str | None = None
+    """Ray cluster to join with `engine: ray` (e.g. `ray://head:10001` or `auto`); none starts a local Ray."""
 
     def output_options(self) -> dict[str, Any]:
         """The options that shape the output, as JSON data (manifest `options`, fingerprint)."""

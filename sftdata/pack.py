@@ -27,6 +27,8 @@ documents independently; each window costs at most one partly filled row over it
 from __future__ import annotations
 
 import math
+from bisect import bisect_right, insort
+from itertools import combinations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -65,21 +67,28 @@ def _check(lengths: np.ndarray, capacity: int) -> None:
                          "documents longer than the capacity before planning")
 
 
-def plan_packs(lengths: Sequence[int] | np.ndarray, capacity: int) -> list[list[int]]:
-    """Best-fit-decreasing rows for documents of these lengths.
+def plan_packs(lengths: Sequence[int] | np.ndarray, capacity: int, *, refine: bool = True) -> list[list[int]]:
+    """Rows for documents of these lengths: best-fit decreasing, then a swap pass (`refine_packs`).
 
     Args:
         lengths: length of each document (1..capacity).
         capacity: tokens per row.
+        refine: run `refine_packs` after BFD (False gives plain BFD).
 
     Returns:
-        Rows in the order they were opened; each row lists document indices, longest first.
+        Rows; each row lists document indices.
 
     Raises:
         ValueError: a length is below 1 or above `capacity` (cut or reject those first).
     """
     lens = np.asarray(lengths, dtype=np.int64)
     _check(lens, capacity)
+    plan = best_fit_decreasing(lens, capacity)
+    return refine_packs(lens, plan, capacity) if refine else plan
+
+
+def best_fit_decreasing(lens: np.ndarray, capacity: int) -> list[list[int]]:
+    """Plain BFD (see the module docstring); rows in the order opened, documents longest first."""
     n = int(lens.size)
     if n == 0:
         return []
@@ -163,3 +172,76 @@ def plan_unpacked(lengths: Sequence[int] | np.ndarray) -> list[list[int]]:
 def pack_stats(lengths: Sequence[int] | np.ndarray, plan: list[list[int]], capacity: int) -> PackStats:
     """Efficiency figures of a plan (unpacked rows count as `capacity` slots each, like padded rows)."""
     return PackStats(rows=len(plan), tokens=int(np.asarray(lengths, dtype=np.int64).sum()), capacity=capacity)
+
+
+def refine_packs(lengths: np.ndarray, plan: list[list[int]], capacity: int, pool_rows: int = 32,
+                 max_visits: int = 20_000, passes: int = 6) -> list[list[int]]:
+    """Close BFD's last gaps by swapping documents between the emptiest rows and the others' gaps.
+
+    BFD leaves each row a gap smaller than the shortest document still unplaced when it filled (39
+    tokens on the bench corpus), so slack piles up: 1,833 rows where the bound is 1,829. This pass
+    takes the `pool_rows` emptiest rows apart into a pool; then each other row (largest gap first, at
+    most `max_visits`) trades one or two of its documents for one pool document that is longer by at
+    most the gap, up to three times, so the pool loses every token a gap gains. The pool is then
+    re-packed with BFD and the result kept only when it needs fewer rows; passes repeat while they
+    gain. Measured on the bench corpus: BFD 1,833 rows -> 1,830 (single swaps alone stop at 1,831),
+    in ~0.3 s on two busy cores. The result never has more rows than BFD.
+    """
+    lens = np.asarray(lengths, dtype=np.int64).tolist()
+    rows = plan
+    for _ in range(passes):
+        if len(rows) <= pool_rows:
+            break
+        loads = [sum(lens[d] for d in r) for r in rows]
+        order = sorted(range(len(rows)), key=lambda i: (loads[i], i))  # emptiest first
+        pool = sorted((lens[d], d) for i in order[:pool_rows] for d in rows[i])
+        changed: dict[int, list[int]] = {}
+        for i in order[pool_rows:pool_rows + max_visits]:
+            if loads[i] >= capacity:
+                break  # the rest are full
+            for _swap in range(3):
+                gap = capacity - loads[i]
+                move = _best_swap(rows[i] if i not in changed else changed[i], lens, pool, gap)
+                if move is None:
+                    break
+                gain, positions, j = move
+                row = changed.setdefault(i, list(rows[i]))
+                outs = [row[p] for p in positions]
+                for p in sorted(positions, reverse=True):
+                    del row[p]
+                row.append(pool.pop(j)[1])
+                for out in outs:
+                    insort(pool, (lens[out], out))
+                loads[i] += gain
+                if gain == gap:
+                    break
+        pool_docs = [d for _, d in pool]
+        repacked = best_fit_decreasing(np.asarray([lens[d] for d in pool_docs], dtype=np.int64), capacity)
+        if len(repacked) >= pool_rows:
+            break
+        dropped = set(order[:pool_rows])
+        rows = [changed.get(i, r) for i, r in enumerate(rows) if i not in dropped]
+        rows += [[pool_docs[k] for k in r] for r in repacked]
+    return rows
+
+
+def _best_swap(row: list[int], lens: list[int], pool: list[tuple[int, int]],
+               gap: int) -> tuple[int, tuple[int, ...], int] | None:
+    """The trade of one or two row documents for one pool document that fills most of `gap`."""
+    best: tuple[int, tuple[int, ...], int] | None = None
+
+    def consider(positions: tuple[int, ...], x: int) -> None:
+        nonlocal best
+        j = bisect_right(pool, (x + gap, 1 << 62)) - 1  # longest pool document <= x + gap
+        if j >= 0 and pool[j][0] > x and (best is None or pool[j][0] - x > best[0]):
+            best = (pool[j][0] - x, positions, j)
+
+    for p, d in enumerate(row):
+        consider((p,), lens[d])
+    if best is not None and best[0] == gap:
+        return best
+    for p, q in combinations(range(len(row)), 2):
+        consider((p, q), lens[row[p]] + lens[row[q]])
+        if best is not None and best[0] == gap:
+            break
+    return best

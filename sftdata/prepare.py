@@ -119,6 +119,25 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+def write_parts(folder: Path, fingerprint: str, window: int, rows_per_shard: int, plan: list[list[int]],
+                ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray, doc_ids: list[str]) -> list[dict[str, Any]]:
+    """Materialise one window's planned rows and write them as shard parts; returns each part's journal entry.
+
+    A pure function of its arguments (the same bytes wherever it runs), so the Ray engine calls it
+    in Ray tasks and a retried task rewrites the same files.
+    """
+    batch = build_rows(ids, labels, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]), doc_ids, plan)
+    shards = []
+    for j, (lo, hi) in enumerate(shard_slices(len(plan), rows_per_shard)):
+        name = part_name(window, j)
+        writer = ShardWriter(Path(folder) / name, fingerprint)
+        writer.write_batch(batch.slice(lo, hi - lo))
+        stats = writer.close()
+        shards.append({"part": name, "sha256": stats.sha256, "rows": stats.rows, "documents": stats.documents,
+                       "tokens": stats.tokens, "supervised_tokens": stats.supervised_tokens})
+    return shards
+
+
 class _Job:
     """One run of `prepare` (state shared by the loop's steps; not a public API)."""
 
@@ -167,7 +186,6 @@ class _Job:
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self, state: JournalState, journal: Journal) -> JournalState:
-        c = self.config
         self.state = state
         self.journal = journal
         committed = state.windows[-1] if state.windows else None
@@ -181,28 +199,38 @@ class _Job:
         self.window = _Window()
         self.rejects_file = open(self.folder / REJECTS_NAME, "ab")  # noqa: SIM115 - closed below
         try:
-            chunks: deque[list[Record | Reject]] = deque()
-
-            def payloads() -> Iterator[list[Record]]:
-                t = time.perf_counter()
-                for chunk in _chunks(self.records(state.next_row), c.chunk_size):
-                    chunks.append(chunk)
-                    self.timings["read_validate_s"] += time.perf_counter() - t
-                    yield [x for x in chunk if isinstance(x, Record)]
-                    t = time.perf_counter()
-
-            encode = partial(encode_stage, options=self.stage)
-            t = time.perf_counter()
-            for batch in ordered_map(encode, payloads(), c.workers):
-                self.timings["encode_wait_s"] += time.perf_counter() - t
-                self._merge(chunks.popleft(), batch)
+            for chunk, batch in self.encoded(state.next_row):
+                self._merge(chunk, batch)
                 if self.on_progress:
                     self.on_progress(self.progress)
-                t = time.perf_counter()
             self._flush(final=True)
         finally:
             self.rejects_file.close()
         return self.state
+
+    def encoded(self, skip: int) -> Iterator[tuple[list[Record | Reject], EncodedBatch]]:
+        """Chunks of validated items (after the first `skip`) with their encoded batch, in input order.
+
+        The one step the Ray engine (`sftdata.pipeline.ray_engine`) replaces; windows, journal and
+        manifest are shared.
+        """
+        c = self.config
+        chunks: deque[list[Record | Reject]] = deque()
+
+        def payloads() -> Iterator[list[Record]]:
+            t = time.perf_counter()
+            for chunk in _chunks(self.records(skip), c.chunk_size):
+                chunks.append(chunk)
+                self.timings["read_validate_s"] += time.perf_counter() - t
+                yield [x for x in chunk if isinstance(x, Record)]
+                t = time.perf_counter()
+
+        encode = partial(encode_stage, options=self.stage)
+        t = time.perf_counter()
+        for batch in ordered_map(encode, payloads(), c.workers):
+            self.timings["encode_wait_s"] += time.perf_counter() - t
+            yield chunks.popleft(), batch
+            t = time.perf_counter()
 
     def _merge(self, chunk: list[Record | Reject], batch: EncodedBatch) -> None:
         """Route one batch's outcomes in input order: rejects to the file, documents to the window."""
@@ -258,15 +286,7 @@ class _Job:
             plan = shuffle_rows(plan, c.seed, self.window_index)
         self.timings["pack_s"] += time.perf_counter() - t
         t = time.perf_counter()
-        batch = build_rows(ids, labels, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]), doc_ids, plan)
-        shards = []
-        for j, (lo, hi) in enumerate(shard_slices(len(plan), c.rows_per_shard)):
-            name = part_name(self.window_index, j)
-            writer = ShardWriter(self.folder / name, self.fingerprint)
-            writer.write_batch(batch.slice(lo, hi - lo))
-            stats = writer.close()
-            shards.append({"part": name, "sha256": stats.sha256, "rows": stats.rows, "documents": stats.documents,
-                           "tokens": stats.tokens, "supervised_tokens": stats.supervised_tokens})
+        shards = self._write_parts(plan, ids, labels, lengths, doc_ids)
         self.rejects_file.flush()
         import os
 
@@ -282,6 +302,12 @@ class _Job:
         self.state.windows.append(entry)
         self.window_index += 1
         self.window = _Window()
+
+    def _write_parts(self, plan: list[list[int]], ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
+                     doc_ids: list[str]) -> list[dict[str, Any]]:
+        """Build and write the open window's shard parts (the Ray engine writes them in Ray tasks)."""
+        return write_parts(self.folder, self.fingerprint, self.window_index, self.config.rows_per_shard,
+                           plan, ids, labels, lengths, doc_ids)
 
     # -- the manifest -------------------------------------------------------------------------------
     def format_of(self, path: str) -> str:
@@ -361,7 +387,12 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
             raise ConfigError(f"{out} already exists ({what}); choose another --out, or pass --overwrite to "
                               "replace it")
         shutil.rmtree(out)
-    job = _Job(list(inputs), out, config, resume, on_progress, encoder_factory)
+    job_class = _Job
+    if config.engine == "ray":
+        from sftdata.pipeline.ray_engine import RayJob
+
+        job_class = RayJob
+    job = job_class(list(inputs), out, config, resume, on_progress, encoder_factory)
     job.describe()
     journal = Journal(job.folder, job.fingerprint)
     resumed = False

@@ -109,19 +109,19 @@ def parse_line(source: str, index: int, line: bytes) -> RawRow:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as err:
-        return RawRow(source, index, None, line.decode("utf-8", "backslashreplace"),
+        return RawRow(source, index, None, line.rstrip(b"\r\n").decode("utf-8", "backslashreplace"),
                       Problem(Reason.invalid_utf8, f"line {index + 1} is not valid UTF-8 ({err.reason} at byte "
                               f"{err.start})"))
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        return RawRow(source, index, None, text,
+        return RawRow(source, index, None, text.rstrip("\r\n"),
                       Problem(Reason.invalid_json, f"line {index + 1} is not valid JSON: {err.msg} at column "
                               f"{err.colno}"))
     except RecursionError:
-        return RawRow(source, index, None, text,
+        return RawRow(source, index, None, text.rstrip("\r\n"),
                       Problem(Reason.too_deep, f"line {index + 1} is nested too deeply to parse"))
-    return _row(source, index, value, text)
+    return _row(source, index, value, text.rstrip("\r\n"))
 
 
 def _row(source: str, index: int, value: Any, text: Any) -> RawRow:

@@ -95,6 +95,12 @@ class Message(BaseModel):
     train: bool | None = Field(default=None, strict=True)
     """True/False forces this message into/out of the loss; None follows the masking strategy."""
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _null_content(cls, value: Any) -> Any:
+        """OpenAI writes `content: null` on assistant tool-call messages: that is the empty string here."""
+        return "" if value is None else value
+
 
 class Conversation(BaseModel):
     """A validated record: what the mask engine renders and the trainer ultimately learns from."""
@@ -200,6 +206,10 @@ def flatten_content(content: Any, path: str) -> tuple[str, str | None, list[Prob
                                     "expected an object with `type` and `text`", where))
             continue
         kind = part.get("type", "text")
+        if not isinstance(kind, str):
+            problems.append(Problem(Reason.bad_content_part, f"content part `type` must be text, got "
+                                    f"{type(kind).__name__}", where))
+            continue
         text = next((part[k] for k in ("text", "value", "content") if part.get(k) is not None), None)
         if kind in TEXT_PART_TYPES or kind in REASONING_PART_TYPES:
             if not isinstance(text, str):
@@ -233,6 +243,8 @@ def _problems_from_validation_error(err: ValidationError) -> list[Problem]:
             message = f"required field `{path}` is missing or empty"
         elif kind == "extra_forbidden":
             message = f"unexpected field `{path}`"
+        elif code is Reason.wrong_type:
+            message = f"`{path}`: {message[:1].lower()}{message[1:]}, got {type(e.get('input')).__name__}"
         problems.append(Problem(code, message, path))
     return problems
 

@@ -61,7 +61,14 @@ def reject_line(reject: Reject) -> str:
     except UnicodeEncodeError:
         return json.dumps(payload, ensure_ascii=True)
     except (RecursionError, ValueError, TypeError):
-        return json.dumps({**payload, "raw": repr(reject.raw)[:100_000]}, ensure_ascii=True)
+        return json.dumps({**payload, "raw": _safe_repr(reject.raw)}, ensure_ascii=True)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)[:100_000]
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to write>"
 
 
 class RejectWriter:

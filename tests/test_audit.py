@@ -177,7 +177,7 @@ def test_flip_one_label(folder):
 
 def test_untrain_eot(folder):
     def edit(rows):
-        labels, ids = rows["labels"][0], rows["input_ids"][0]
+        labels = rows["labels"][0]
         end = rows["doc_lens"][0][0]
         eot = max(i for i in range(end) if labels[i] != -100)
         labels[eot] = -100
@@ -192,7 +192,7 @@ def test_untrain_eot(folder):
 
 def test_change_id_and_label(folder):
     def edit(rows):
-        ids, labels = rows["input_ids"][1], rows["labels"][1]
+        ids, labels = rows["input_ids"][0], rows["labels"][0]
         p = _first_supervised(labels) + 2
         ids[p] = labels[p] = (ids[p] + 7) % 300
     tamper(folder, 1, edit)
@@ -311,3 +311,37 @@ def test_views_are_vectorised_over_numpy(folder):
     assert isinstance(view.ids, np.ndarray) and view.n_docs == 3 and view.n_rows == 2
     assert view.doc_ids == ["c0", "c2", "c3"]
     assert view.doc_starts.tolist()[:2] == [0, view.doc_lens[0]]
+
+
+def test_edit_manifest_counts(folder):
+    manifest = Manifest.load(folder)
+    counts = manifest.counts.model_copy(update={"docs_written": 5, "rows_in": 5})
+    (folder / "manifest.json").write_text(manifest.model_copy(update={"counts": counts}).to_json_text())
+    report = audit_prepared(folder, rederive=False)
+    (f,) = failures(report, "manifest_counts")
+    assert "counts.docs_written" in f.message and (f.expected, f.found) == (5, 4)
+
+
+def _cut_c1(rows):
+    """Cut document c1 (alone in shard 1) inside its last reply, as the `truncate` policy does."""
+    labels = rows["labels"][0]
+    keep = max(i for i, x in enumerate(labels) if x != -100) - 3  # drop the last reply's end and <|im_end|>
+    for key in ("input_ids", "labels"):
+        rows[key][0] = rows[key][0][:keep]
+    rows["doc_lens"][0] = [keep]
+
+
+def test_truncated_document_listed_in_manifest_passes(folder):
+    tamper(folder, 1, _cut_c1)
+    manifest = Manifest.load(folder)
+    (folder / "manifest.json").write_text(manifest.model_copy(update={"truncated_docs": ["c1"]}).to_json_text())
+    report = audit_prepared(folder)
+    assert report.passed, [f.to_json() for f in report.findings.items if f.severity == "error"]
+
+
+def test_truncated_document_not_listed_fails(folder):
+    tamper(folder, 1, _cut_c1)
+    report = audit_prepared(folder)
+    assert {f.doc_id for f in failures(report, "span_end_not_eot")} == {"c1"}
+    (ids,) = failures(report, "ids_match")
+    assert ids.doc_id == "c1" and ids.found == "end of document"

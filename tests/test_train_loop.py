@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train_support import random_doc, random_rows, write_shards
 
 from sftdata.errors import ConfigError
 from sftdata.tokens import IGNORE_INDEX
@@ -17,7 +18,6 @@ from sftdata.train.config import load_config
 from sftdata.train.data import Row, collate
 from sftdata.train.loop import Trainer
 from sftdata.train.loss import forward_loss_sum, token_loss_sum
-from test_train_support import random_doc, random_rows, write_shards
 
 
 def cfg(shards: Path, out: Path, **kw) -> TrainConfig:
@@ -111,7 +111,8 @@ def test_trainer_loss_equals_the_seed_documents_calculate_sft_loss(test_tokenize
     inputs = model_inputs(batch, "sdpa", torch.device("cpu"))
     with torch.no_grad():
         full_logits = model(**inputs).logits
-        seed = calculate_sft_loss(full_logits, torch.from_numpy(ids[None].astype(np.int64)), torch.tensor([len(prompt)]))
+        labels_t = torch.from_numpy(ids[None].astype(np.int64))
+        seed = calculate_sft_loss(full_logits, labels_t, torch.tensor([len(prompt)]))
         ours = forward_loss_sum(model, inputs, targets, keep_logits=True) / batch.supervised
     torch.testing.assert_close(ours.float(), seed, rtol=1e-5, atol=1e-5)
     assert batch.supervised == len(reply)

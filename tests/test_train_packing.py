@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train_support import random_rows
 
+from sftdata.tokens import IGNORE_INDEX
 from sftdata.train.attention import model_inputs
 from sftdata.train.data import Row, collate
 from sftdata.train.model import build_model
-from sftdata.tokens import IGNORE_INDEX
-from test_train_support import random_rows
 
 VOCAB = 300
 

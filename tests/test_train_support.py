@@ -23,7 +23,8 @@ def random_doc(rng: np.random.Generator, vocab: int, length: int, prompt: int) -
     return ids, labels
 
 
-def write_shards(folder: Path, rows: list[list[Doc]], capacity: int, *, tokenizer: str = "", per_shard: int = 0) -> Path:
+def write_shards(folder: Path, rows: list[list[Doc]], capacity: int, *, tokenizer: str = "",
+                 per_shard: int = 0) -> Path:
     """Write `rows` (each a list of documents) as prepared shards + manifest, the way `prepare` lays them out."""
     folder.mkdir(parents=True, exist_ok=True)
     per_shard = per_shard or len(rows)
@@ -133,6 +134,7 @@ def prepare_alpaca(out: Path, tokenizer_dir: Path, data: Path, max_length: int, 
     except ImportError:
         pass
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         src = out.with_suffix(".json")
         src.write_text(json.dumps(records), encoding="utf-8")
         prepare([str(src)], out, resolve_config(None, {"tokenizer": str(tokenizer_dir), "max_length": max_length}))

@@ -44,7 +44,8 @@ font-weight:600}.pill.ok{background:#ecfdf3;color:#027a48}.pill.bad{background:#
 color:#3538cd}.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:16px}
 .chart .chart-title{font-size:13px;font-weight:600;fill:var(--ink)}.chart .tick{font-size:10px;fill:var(--muted)}
 .chart .xlabel{font-size:11px;fill:var(--muted)}.chart .grid{stroke:#eef0f3}.chart .axis{stroke:#cfd4dc}
-.meter-bg{fill:#eef0f3}.meter-fill{fill:var(--ok)}.bound{stroke:var(--ink);stroke-width:2}
+.meter{width:100%;display:block;margin:4px 0}.meter-bg{fill:#eef0f3}.meter-fill{fill:var(--ok)}
+.bound{stroke:var(--ink);stroke-width:2}
 .finding{border-left:3px solid var(--bad);padding:8px 12px;margin:8px 0;background:#fffbfa;border-radius:0 8px 8px 0}
 .finding.warning{border-color:var(--warn);background:#fffcf5}.finding.info{border-color:var(--accent);background:#f8faff}
 .finding .where{font-family:ui-monospace,Menlo,monospace;font-size:12px;color:var(--muted)}
@@ -77,7 +78,8 @@ def _cards(report: AuditReport) -> str:
     cards = [
         ("documents", f"{t.get('documents', 0):,}", f"in {t.get('rows', 0):,} rows"),
         ("tokens", compact(t.get("tokens", 0)), f"capacity {t.get('capacity', 0):,} per row"),
-        ("supervised", f"{t.get('supervised_fraction', 0):.1%}", f"{compact(t.get('supervised', 0))} tokens in the loss"),
+        ("supervised", f"{t.get('supervised_fraction', 0):.1%}",
+         f"{compact(t.get('supervised', 0))} tokens in the loss"),
         ("packing efficiency", f"{t.get('packing_efficiency', 0):.2%}",
          meter(t.get("packing_efficiency", 0), bound) + (f"<br>lower bound {bound:.2%}" if bound else "")),
     ]
@@ -143,7 +145,7 @@ def _charts(report: AuditReport) -> str:
         bar_chart(s["supervised_fraction"]["hist"], title="Supervised fraction", xlabel="share of a document's "
                   "tokens in the loss", color="#12b76a", fmt=lambda v: f"{v:.0%}"),
         bar_chart(s["docs_per_row"]["hist"], title="Documents per row", xlabel="documents packed in a row",
-                  color="#7a5af8", fmt=lambda v: str(int(v))),
+                  color="#7a5af8", fmt=lambda v: str(int(v)), categorical=True),
         bar_chart(s["row_fill"]["hist"], title="Row fill", xlabel="tokens / capacity", color="#f79009",
                   fmt=lambda v: f"{v:.0%}"),
     ]

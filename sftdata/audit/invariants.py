@@ -68,7 +68,8 @@ def check_view(view: TokenView, rules: TokenRules, findings: Findings) -> None:
     np.add.at(sums, view.doc_rows, view.doc_lens)
     bad_rows = np.flatnonzero(~view.rows_consistent)
     for i, row in enumerate(bad_rows[:25]):
-        findings.fail(Finding("doc_lens_sum", Severity.error, "doc_lens do not add up to the row length (or a length is 0)",
+        findings.fail(Finding("doc_lens_sum", Severity.error,
+                              "doc_lens do not add up to the row length (or a length is 0)",
                               shard=view.name, row=int(row), expected=int(view.row_lens[row]), found=int(sums[row])),
                       count=len(bad_rows) if i == 0 else 0)
     if len(view.doc_ids) != view.n_docs:
@@ -98,7 +99,8 @@ def check_view(view: TokenView, rules: TokenRules, findings: Findings) -> None:
     empty = docs[n_sup[docs] == 0] if len(docs) else docs
     for i, d in enumerate(empty[:25]):
         findings.fail(Finding("doc_unsupervised", Severity.error, "document has no supervised token",
-                              shard=view.name, row=int(view.doc_rows[d]), doc_id=doc_ids[d] if d < len(doc_ids) else None,
+                              shard=view.name, row=int(view.doc_rows[d]),
+                              doc_id=doc_ids[d] if d < len(doc_ids) else None,
                               expected=">= 1 supervised token", found=0),
                       count=len(empty) if i == 0 else 0)
 
@@ -137,8 +139,11 @@ def _check_span_ends(view: TokenView, rules: TokenRules, findings: Findings, doc
         findings.check(name, desc, int(ends.sum()))
         count, hits = _positions(ends & ~is_eot)
         for p in hits:
-            findings.fail(Finding(name, Severity.error, "supervised span does not end on the end-of-turn token",
-                                  expected=eot_text, found=rules.token_text(int(ids[p])), **view.locate(int(p))),
+            past = p > 0 and bool(is_eot[p - 1]) and bool(sup[p - 1])
+            why = ("supervised span runs past the end-of-turn token (trains the template's text after it)" if past
+                   else "supervised span does not end on the end-of-turn token")
+            findings.fail(Finding(name, Severity.error, why, expected=eot_text, found=rules.token_text(int(ids[p])),
+                                  **view.locate(int(p))),
                           count=count if p == hits[0] else 0)
         if len(truncated) and truncated.any():
             findings.note(Finding(name, Severity.info,
@@ -147,7 +152,8 @@ def _check_span_ends(view: TokenView, rules: TokenRules, findings: Findings, doc
     else:
         findings.skip(name, desc, "train_eot is off")
         mirror = "eot_trained"
-        findings.check(mirror, "with train_eot off, no end-of-turn token is supervised", int((is_eot & in_checked).sum()))
+        findings.check(mirror, "with train_eot off, no end-of-turn token is supervised",
+                       int((is_eot & in_checked).sum()))
         count, hits = _positions(is_eot & sup & in_checked)
         for p in hits:
             findings.fail(Finding(mirror, Severity.error, "end-of-turn token is supervised although train_eot is off",

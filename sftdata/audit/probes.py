@@ -21,6 +21,7 @@ Each costs a few milliseconds of Jinja; all of them together well under a second
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,18 +77,22 @@ def probe_eot(r: Renderer, result: ProbeResult) -> None:
         result.add("eot", f"cannot render a one-turn chat: {prompt if isinstance(prompt, Exception) else full}",
                    Severity.warning)
         return
+    if not full.startswith(prompt):
+        common = len(os.path.commonprefix([prompt, full]))
+        result.add("generation_prompt", f"the generation prompt ends with {prompt[common:]!r}, which a finished turn "
+                   f"does not contain ({full[common:common + 30]!r} follows instead): the model is prompted "
+                   "differently from how its replies are trained", Severity.warning)
     at = full.find(REPLY, len(prompt) if full.startswith(prompt) else 0)
     tail = full[at + len(REPLY):] if at >= 0 else ""
-    added = sorted(r.tok.added_tokens_encoder, key=len, reverse=True)
-    for i in range(len(tail)):
-        hit = next((t for t in added if t and tail.startswith(t, i)), None)
-        if hit is not None:
-            result.eot_texts = (hit,)
-            result.eot_ids = frozenset({int(r.tok.convert_tokens_to_ids(hit))})
-            trained = "trained" if r.settings.train_eot else "NOT trained (train_eot is off)"
-            result.add("eot", f"an assistant turn ends with {hit!r} (id {min(result.eot_ids)}), {trained}; "
-                       f"the template writes {tail!r} after the reply", expected=hit)
-            return
+    found = sorted((tail.find(t), -len(t), t) for t in r.added_tokens if t and not t.isspace() and t in tail)
+    if found:
+        hit = found[0][2]
+        result.eot_texts = (hit,)
+        result.eot_ids = frozenset({int(r.tok.convert_tokens_to_ids(hit))})
+        trained = "trained" if r.settings.train_eot else "NOT trained (train_eot is off)"
+        result.add("eot", f"an assistant turn ends with {hit!r} (id {min(result.eot_ids)}), {trained}; "
+                   f"the template writes {tail!r} after the reply", expected=hit)
+        return
     result.add("eot", f"no control token follows an assistant reply (the template writes {tail!r}): the model "
                "cannot learn to stop; end-of-turn checks are skipped", Severity.warning)
 
@@ -151,7 +156,7 @@ def probe_system_role(r: Renderer, result: ProbeResult) -> None:
         result.add("system_role", "the template DROPS the system message", Severity.warning)
         return
     between = text[text.find(SYSTEM) + len(SYSTEM): text.find(USER)] if USER in text else ""
-    has_control = any(t in between for t in r.tok.added_tokens_encoder if t and not t.isspace())
+    has_control = any(t in between for t in r.added_tokens if t and not t.isspace())
     if text.find(SYSTEM) < text.find(USER) and not has_control:
         result.add("system_role", f"no system role: the system text is folded into the first user turn "
                    f"(joined by {between!r})")

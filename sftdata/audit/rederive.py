@@ -12,14 +12,18 @@ render). For assistant turn k:
    template's own.
 3. a leading `<think>...</think>` block (plus the whitespace after it) is left out when it is empty
    or when `train_reasoning` is off; the end-of-turn token is left out when `train_eot` is off.
-4. tokens are supervised when they *start* inside the span (`char_to_token` at the span start; a
-   token straddling the start, part header and part reply, stays unsupervised).
+4. tokens are supervised when they hold at least one character of the span: a token straddling the
+   start (part header, part reply) is supervised. This is Hugging Face's convention for
+   `return_assistant_tokens_mask`, and the documented convention of the writer; the audit checks the
+   same definition, not the same code.
 
 Templates that rewrite history break step 1 for earlier turns (Qwen3 renders `<think></think>` only
 on the last turn; Mistral v0.3 moves the system text into the last user turn). There the audit falls
 back to a search: render `messages[:k+1]`, take what it adds after `P_k` up to its end-of-turn
 (`G_k`), and find `G_k` in `T` after the previous turn (also with a leading think block removed,
-which history rewriting drops). A turn found neither way is reported as `unproven`, never guessed.
+which history rewriting drops). When `P_k` ends with an opening tag the finished turn does not
+repeat (DeepSeek's prompt ends `<think>\n`, its rendered reply has no think block), `G_k` starts
+where the two renders part. A turn found neither way is reported as `unproven`, never guessed.
 
 `masking: all` supervises every token but each document's first; `last` only the last assistant
 turn; a message's own `train` flag overrides the strategy. The plain `prompt_format` for base models
@@ -32,15 +36,17 @@ batched encode; about 1.3x the floor's render + encode on the bench corpus.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from sftdata.audit.render import Renderer
 
 THINK_RE = re.compile(r"\s*<think>(.*?)</think>\s*", re.DOTALL)
+OPENER_RE = re.compile(r"(?:\s|<[^<>\s/]{1,40}>)*")
+"""A generation-prompt tail a finished turn may not repeat: whitespace and opening tags (`<think>\n`)."""
 
 
 @dataclass
@@ -69,8 +75,8 @@ def _trained_turns(messages: list[dict], train_flags: list[bool | None], masking
 
 
 def _char_to_token(offsets: np.ndarray, char: int) -> int:
-    """First token whose start offset is >= char."""
-    return int(np.searchsorted(offsets[:, 0], char, side="left"))
+    """First token that holds `char` or starts after it (a token straddling `char` counts as holding it)."""
+    return int(np.searchsorted(offsets[:, 1], char, side="right"))
 
 
 class MaskDeriver:
@@ -88,6 +94,7 @@ class MaskDeriver:
             return [self._derive_prompt_format(m) for m, _, _ in convs]
         texts: list[str | None] = []
         out: list[Derived] = []
+        convs = [(self.r.template_messages(m), t, f) for m, t, f in convs]
         for messages, tools, _ in convs:
             try:
                 texts.append(self.r.text(messages, tools))
@@ -101,23 +108,31 @@ class MaskDeriver:
             messages, tools, flags = convs[i]
             ids = np.asarray(enc.ids, dtype=np.int64)
             offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            text = texts[i]
             if self.r.needs_sanitize(messages, tools):
                 reference = np.asarray(self.r.reference_ids(messages, tools), dtype=np.int64)
                 if not np.array_equal(reference, ids):
-                    out[i] = Derived(ids=reference, unproven=["control-token text in a message: ids checked, mask not"])
-                    continue
-            out[i] = self._derive_one(messages, tools, flags, texts[i], ids, offsets)
+                    text, piece_ids, piece_offsets = self.r.encode_sanitized(messages, tools)
+                    if piece_ids != reference.tolist():
+                        out[i] = Derived(ids=reference, unproven=["control-token text in a message: ids checked, "
+                                                                  "mask not"])
+                        continue
+                    ids, offsets = reference, np.asarray(piece_offsets, dtype=np.int64).reshape(-1, 2)
+            out[i] = self._derive_one(messages, tools, flags, text, ids, offsets)
         return out
 
     def _derive_one(self, messages: list[dict], tools: list[dict] | None, flags: list[bool | None], text: str,
                     ids: np.ndarray, offsets: np.ndarray) -> Derived:
         sup = np.zeros(len(ids), dtype=bool)
-        if self.s.masking == "all" and not any(f is False for f in flags):
+        everything = self.s.masking == "all"
+        if everything:  # every token but the first; assistant turns with train=False are taken out below
             sup[1:] = True
-            return Derived(ids=ids, supervised=sup)
+            turns = [k for k, m in enumerate(messages) if m.get("role") == "assistant" and flags[k] is False]
+        else:
+            turns = _trained_turns(messages, flags, self.s.masking)
         unproven: list[str] = []
         cursor = 0
-        for k in _trained_turns(messages, flags, self.s.masking):
+        for k in turns:
             span = self._turn_span(messages, tools, k, text, cursor)
             if isinstance(span, int):
                 span = self._trim(text, span, offsets, ids)
@@ -125,7 +140,7 @@ class MaskDeriver:
                 unproven.append(f"messages[{k}]: {span}")
                 continue
             start, eot_token = span
-            sup[start:eot_token + (1 if self.s.train_eot else 0)] = True
+            sup[start:eot_token + (1 if self.s.train_eot else 0)] = not everything
             cursor = int(offsets[eot_token, 1])
         return Derived(ids=ids, supervised=sup, unproven=unproven)
 
@@ -144,9 +159,13 @@ class MaskDeriver:
             turn = self.r.text(messages[: k + 1], tools)
         except Exception as err:
             return f"the template raised on the prefix ({err})"
-        if not turn.startswith(prompt):
-            return "the template rewrites history: the generation prompt is not a prefix of the turn"
-        generated = turn[len(prompt):]
+        if turn.startswith(prompt):
+            generated = turn[len(prompt):]
+        else:  # e.g. DeepSeek: the prompt ends with `<think>\n`, a reply without reasoning renders none
+            common = len(os.path.commonprefix([prompt, turn]))
+            if not OPENER_RE.fullmatch(prompt[common:]):
+                return "the template rewrites history: the generation prompt is not a prefix of the turn"
+            generated = turn[common:]
         cut = min((generated.find(e) + len(e) for e in self.eot_texts if e in generated), default=-1)
         if cut < 0:
             return "no end-of-turn token in the turn's render"

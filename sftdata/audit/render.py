@@ -15,6 +15,7 @@ from encoding the rendered text in the same pieces.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,20 @@ from functools import cached_property
 from typing import Any
 
 DATE_FORMATS = ("%d %b %Y", "%Y-%m-%d", "%d %B %Y")
+MARK_START, MARK_END = "\U000f0000", "\U000f0001"
+"""The private-use markers transformers puts around control-token text in messages when sanitizing."""
+
+
+def _strings(obj: Any):
+    """Every string inside nested lists and dicts (dict keys excluded, as transformers does)."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _strings(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _strings(value)
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,48 @@ class Renderer:
         self.template = settings.chat_template or getattr(tokenizer, "chat_template", None)
         self.kwargs = {**settings.template_kwargs, **pinned_date_kwargs(settings.date)}
 
+    @cached_property
+    def added_tokens(self) -> tuple[str, ...]:
+        """Texts of the tokenizer's added tokens (read once: the property is slow on large vocabularies)."""
+        return tuple(self.tok.added_tokens_encoder)
+
+    @cached_property
+    def string_arguments(self) -> bool:
+        """Does the template need tool-call arguments as a JSON string (DeepSeek style)?
+
+        Found by rendering one tool call: a template that fails on, or prints the Python repr of, an
+        arguments object but renders the call when given JSON text is fed JSON text.
+        """
+        user = {"role": "user", "content": "q"}
+        call = {"type": "function", "function": {"name": "probe_fn_audit", "arguments": {"x": 1}}}
+        try:
+            text = self.text([user, {"role": "assistant", "content": "", "tool_calls": [call]}])
+        except Exception:
+            text = None
+        if text is not None and "{'x': 1}" not in text:
+            return False
+        call = {**call, "function": {"name": "probe_fn_audit", "arguments": json.dumps({"x": 1})}}
+        try:
+            text = self.text([user, {"role": "assistant", "content": "", "tool_calls": [call]}])
+        except Exception:
+            return False
+        return "probe_fn_audit" in text
+
+    def template_messages(self, messages: list[dict]) -> list[dict]:
+        """Record messages as templates expect them: `reasoning` also under the names templates read
+        (`reasoning_content`, Qwen3 / DeepSeek; `thinking`), tool-call arguments as JSON text where the
+        template needs a string."""
+        out = []
+        for m in messages:
+            if m.get("reasoning") is not None:
+                r = m["reasoning"]
+                m = {"thinking": r, **m, "reasoning_content": r}
+            if m.get("tool_calls") and self.string_arguments:
+                m = {**m, "tool_calls": [{**c, "function": {**c["function"], "arguments": json.dumps(
+                    c["function"].get("arguments", {}), ensure_ascii=False)}} for c in m["tool_calls"]]}
+            out.append(m)
+        return out
+
     def text(self, messages: list[dict], tools: list[dict] | None = None, generation: bool = False) -> str:
         """The rendered text (raises whatever the template raises)."""
         return self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=False,
@@ -99,16 +156,51 @@ class Renderer:
         try:
             tokens = self.tok._get_control_tokens(self.template)
         except Exception:  # older transformers: every added token counts
-            tokens = tuple(self.tok.added_tokens_encoder)
+            tokens = self.added_tokens
         tokens = sorted((t for t in tokens if t), key=len, reverse=True)
         return re.compile("|".join(map(re.escape, tokens))) if tokens else None
 
     def needs_sanitize(self, messages: list[dict], tools: list[dict] | None) -> bool:
         """Does any message text (or tool schema) spell a control token?"""
         pattern = self.control_pattern
-        if pattern is None:
-            return False
-        return pattern.search(repr(messages) + repr(tools or "")) is not None
+        return pattern is not None and any(pattern.search(t) for t in _strings([messages, tools]))
+
+    def encode_sanitized(self, messages: list[dict], tools: list[dict] | None) -> tuple[str, list[int], list]:
+        """(plain text, ids, offsets into the plain text) the way `sanitize_control_tokens=True` encodes.
+
+        Hugging Face wraps control-token text found in messages with private-use markers, renders,
+        then encodes the text between markers normally and each marked token as plain text, each piece
+        after a newline that is then removed (so SentencePiece adds no prefix space). The same pieces
+        encoded with offsets give the offsets; the caller checks the ids against HF's own.
+        """
+        from transformers.utils.chat_template_utils import mark_control_tokens
+
+        marked = mark_control_tokens(messages, self.control_pattern)
+        text = self.tok.apply_chat_template(marked, tools=mark_control_tokens(tools, self.control_pattern),
+                                            chat_template=self.template, tokenize=False, **self.kwargs)
+        tokens = "|".join(map(re.escape, sorted((t for t in self.added_tokens if t), key=len, reverse=True)))
+        pieces = re.split(f"{MARK_START}({tokens}){MARK_END}|[{MARK_START}{MARK_END}]", text)
+        backend = self.tok.backend_tokenizer
+        newline = backend.encode("\n", add_special_tokens=False).ids
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        plain = ""
+        for i, piece in enumerate(pieces):
+            if not piece:
+                continue
+            backend.encode_special_tokens = i % 2 == 1  # odd pieces are marked tokens: plain text
+            try:
+                enc = backend.encode("\n" + piece, add_special_tokens=False)
+                shift = 1
+                if enc.ids[: len(newline)] != newline:
+                    enc, shift = backend.encode(piece, add_special_tokens=False), 0
+            finally:
+                backend.encode_special_tokens = False
+            skip = len(newline) if shift else 0
+            ids += enc.ids[skip:]
+            offsets += [(a - shift + len(plain), b - shift + len(plain)) for a, b in enc.offsets[skip:]]
+            plain += piece
+        return plain, ids, offsets
 
     def encode(self, texts: list[str]) -> list[Any]:
         """Batch-encode rendered texts without adding special tokens (the template wrote them)."""

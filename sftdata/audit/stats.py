@@ -81,8 +81,9 @@ def summarize(acc: StatsAccumulator, capacity: int | None) -> dict[str, Any]:
                    "supervised_fraction": round(totals["supervised"] / totals["tokens"], 4) if totals["tokens"] else 0,
                    "packing_efficiency": round(totals["tokens"] / slots, 4) if slots else 0,
                    "lower_bound_rows": -(-totals["tokens"] // cap) if cap else 0},
-        "doc_length": {"min": quant.get("p0"), "median": quant.get("p50"), "p95": quant.get("p95"),
-                       "max": quant.get("p100"), "hist": histogram(length, 30, 0)},
+        "doc_length": {**{k: int(quant[q]) if quant.get(q) is not None else None
+                          for k, q in (("min", "p0"), ("median", "p50"), ("p95", "p95"), ("max", "p100"))},
+                       "hist": histogram(length, 30, 0)},
         "supervised_fraction": {"mean": round(quant.get("mean_fraction") or 0, 4),
                                 "hist": histogram(docs["fraction"].to_numpy(), 20, 0, 1)},
         "docs_per_row": {"hist": _count_hist(rows["docs"].to_numpy())},

@@ -24,8 +24,9 @@ def compact(value: float) -> str:
 
 
 def bar_chart(hist: dict[str, Any], *, title: str, xlabel: str, color: str = "#4f7cff",
-              fmt: Callable[[float], str] = compact, width: int = 380, height: int = 190) -> str:
-    """One histogram as an inline `<svg>` element."""
+              fmt: Callable[[float], str] = compact, width: int = 380, height: int = 190,
+              categorical: bool = False) -> str:
+    """One histogram as an inline `<svg>` element (`categorical`: one label under each bar, e.g. 1, 2, 3)."""
     counts, edges = hist.get("counts", []), hist.get("edges", [])
     if not counts:
         return f'<div class="empty-chart">{escape(title)}: no data</div>'
@@ -36,10 +37,11 @@ def bar_chart(hist: dict[str, Any], *, title: str, xlabel: str, color: str = "#4
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
              f'aria-label="{escape(title)}">',
              f'<text x="{left}" y="16" class="chart-title">{escape(title)}</text>']
-    for frac in (0.0, 0.5, 1.0):  # light grid lines with count labels
+    for frac in (0.0, 0.5, 1.0) if peak >= 4 else (0.0, 1.0):  # light grid lines with count labels
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{compact(peak * frac)}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
+                     f'{compact(peak * frac)}</text>')
     for i, count in enumerate(counts):
         h = plot_h * count / peak
         x = left + i * bar_w
@@ -49,10 +51,16 @@ def bar_chart(hist: dict[str, Any], *, title: str, xlabel: str, color: str = "#4
                      f'height="{h:.1f}" fill="{color}" rx="1.5"><title>{escape(label)}</title></rect>')
     base = top + plot_h
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{base}" y2="{base}" class="axis"/>')
-    for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
-        value = edges[0] + (edges[-1] - edges[0]) * frac
-        parts.append(f'<text x="{left + plot_w * frac:.1f}" y="{base + 14}" class="tick" '
-                     f'text-anchor="{anchor}">{escape(fmt(value))}</text>')
+    if categorical:
+        step = max(1, len(counts) // 12)
+        for i in range(0, len(counts), step):
+            parts.append(f'<text x="{left + (i + 0.5) * bar_w:.1f}" y="{base + 14}" class="tick" '
+                         f'text-anchor="middle">{escape(fmt(edges[i]))}</text>')
+    else:
+        for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
+            value = edges[0] + (edges[-1] - edges[0]) * frac
+            parts.append(f'<text x="{left + plot_w * frac:.1f}" y="{base + 14}" class="tick" '
+                         f'text-anchor="{anchor}">{escape(fmt(value))}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" class="xlabel" text-anchor="middle">'
                  f'{escape(xlabel)}</text></svg>')
     return "".join(parts)
@@ -65,6 +73,6 @@ def meter(value: float, bound: float | None = None, width: int = 220) -> str:
     if bound is not None:
         x = max(0.0, min(1.0, bound)) * width
         tick = f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="14" class="bound"><title>bound {bound:.4f}</title></line>'
-    return (f'<svg class="meter" viewBox="0 0 {width} 14" width="{width}" height="14">'
+    return (f'<svg class="meter" viewBox="0 0 {width} 14" preserveAspectRatio="none" height="14">'
             f'<rect width="{width}" height="14" rx="7" class="meter-bg"/>'
             f'<rect width="{fill:.1f}" height="14" rx="7" class="meter-fill"/>{tick}</svg>')

@@ -129,7 +129,8 @@ def render(template: jinja2.Template, variables: dict[str, Any], limit: int = MA
     """Render with a bound on the output size (a template may not turn 1 kB into gigabytes)."""
     out: list[str] = []
     total = 0
-    for chunk in template.root_render_func(template.new_context(variables)):
+    # `variables` already holds the template globals (see ChatEncoder): a shared context skips one dict copy
+    for chunk in template.root_render_func(template.new_context(variables, shared=True)):
         total += len(chunk)
         if total > limit:
             raise RenderLimitError(f"the template produced more than {limit:,} characters")

@@ -67,26 +67,31 @@ class Plan:
 
 
 def variants(s: str) -> list[str]:
-    """Exact forms a template may render a text in: as is, trimmed, JSON-escaped."""
-    out = [s, s.strip(), s.rstrip(), s.lstrip(), s.strip("\n")]
-    escaped = json.dumps(s, ensure_ascii=False)[1:-1]
-    if escaped != s:
-        out.append(escaped)
-    seen: list[str] = []
-    for v in out:
-        if v and v not in seen:
-            seen.append(v)
-    return seen
+    """Exact forms a template may render a text in: as is, trimmed (JSON-escaped forms: `escaped`)."""
+    out = [s]
+    for v in (s.strip(), s.rstrip(), s.lstrip(), s.strip("\n")):
+        if v and v not in out:
+            out.append(v)
+    return out
 
 
 def locate(text: str, s: str, start: int, end: int | None = None) -> tuple[int, int] | None:
-    """Earliest occurrence of any variant of `s` in text[start:end]; the longest wins a tie."""
+    """Earliest occurrence of any variant of `s` in text[start:end]; the longest wins a tie.
+
+    The JSON-escaped form (templates that `tojson` a message) is tried only when no plain form occurs.
+    """
     best: tuple[int, int] | None = None
     stop = len(text) if end is None else end
     for v in variants(s):
         p = text.find(v, start, stop)
         if p >= 0 and (best is None or p < best[0] or (p == best[0] and p + len(v) > best[1])):
             best = (p, p + len(v))
+    if best is None:
+        escaped = json.dumps(s, ensure_ascii=False)[1:-1]
+        if escaped != s:
+            p = text.find(escaped, start, stop)
+            if p >= 0:
+                best = (p, p + len(escaped))
     return best
 
 
@@ -206,6 +211,10 @@ def plan_spans(text: str, messages: Sequence[dict[str, Any]], trained: Sequence[
         later = [s for k, s in starts.items() if k > i and s is not None]
         bound = min(later) if later else len(text)
         reply = _locate_reply(text, msg, start, bound, calls_rendered)
+        if reply is None and msg.get("tool_calls") and not calls_rendered:
+            return Problem(Reason.reply_not_located, f"turn {i} makes tool calls but the template does not render "
+                           "tool calls (it has no tool support): the reply would be trained as empty",
+                           f"messages[{i}].tool_calls")
         if reply is None:
             return Problem(Reason.reply_not_located, f"the reply of turn {i} is not in the rendered text after its "
                            "generation prompt (the template drops or rewrites it)", f"messages[{i}]")

@@ -61,7 +61,8 @@ def _is_plain(row: Mapping[str, Any], msgs: list[Any]) -> bool:
     if not row.keys() <= _ROW_KEYS:
         return False
     for m in msgs:
-        if type(m) is not dict or not m.keys() <= _PLAIN_KEYS or m.get("role") not in ROLES:
+        role = m.get("role") if type(m) is dict else None
+        if type(role) is not str or role not in ROLES or not m.keys() <= _PLAIN_KEYS:
             return False
         content = m.get("content")
         if type(content) is not str or (m["role"] == "assistant" and content.lstrip().startswith(THINK_OPEN)):
@@ -84,10 +85,9 @@ def normalize_message(m: Any, where: str, problems: list[Problem]) -> dict[str, 
     content = m.get("content")
     calls: list[Any] = []
     if isinstance(content, list):
-        calls = [p.get("value", p.get("text")) for p in content if isinstance(p, Mapping)
-                 and p.get("type") in TOOL_CALL_PART_TYPES]
+        calls = [p.get("value", p.get("text")) for p in content if _is_call_part(p)]
         if calls:
-            content = [p for p in content if not (isinstance(p, Mapping) and p.get("type") in TOOL_CALL_PART_TYPES)]
+            content = [p for p in content if not _is_call_part(p)]
     text, reasoning, part_problems = flatten_content(content, f"{where}.content")
     problems.extend(part_problems)
     for key in REASONING_KEYS:
@@ -126,6 +126,10 @@ def normalize_message(m: Any, where: str, problems: list[Problem]) -> dict[str, 
                     out["train"] = train
                 break
     return out
+
+
+def _is_call_part(part: Any) -> bool:
+    return isinstance(part, Mapping) and isinstance(part.get("type"), str) and part["type"] in TOOL_CALL_PART_TYPES
 
 
 def normalize_tool_call(call: Any, where: str, problems: list[Problem]) -> dict[str, Any]:

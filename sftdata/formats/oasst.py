@@ -46,17 +46,16 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
     if problems:
         return [Candidate(None, problems, tree_id)]
     out: list[Candidate] = []
-    seen: set[str] = set()
+    seen: set[int] = set()
     for path in paths:
         while path and path[-1]["role"] != "assistant":
             path = path[:-1]
         if not path:
             continue
-        leaf = str(path[-1]["id"])
-        if leaf in seen:
+        if path[-1]["node"] in seen:  # identity of the node object: ids in the data may repeat
             continue
-        seen.add(leaf)
-        cid = f"{tree_id}:{leaf}"
+        seen.add(path[-1]["node"])
+        cid = f"{tree_id}:{path[-1]['id']}"
         messages = [{"role": n["role"], "content": n["text"]} for n in path]
         data = {"id": cid, "messages": messages, "metadata": {"tree_id": tree_id}}
         out.append(Candidate(data, [], cid, raw=data))
@@ -73,7 +72,7 @@ def _paths(node: Mapping[str, Any], prefix: list[dict[str, Any]], where: str, pr
         return
     role = node.get("role")
     text = node.get("text")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         problems.append(Problem(Reason.unknown_role, f"unknown role {role!r}; expected prompter or assistant",
                                 f"{where}.role"))
         return
@@ -81,13 +80,18 @@ def _paths(node: Mapping[str, Any], prefix: list[dict[str, Any]], where: str, pr
         problems.append(Problem(Reason.wrong_type if text is not None else Reason.missing_field,
                                 "`text` must be text", f"{where}.text"))
         return
-    here = [*prefix, {"role": ROLES[role], "content": text, "text": text, "id": node.get("message_id")}]
+    here = [*prefix, {"role": ROLES[role], "content": text, "text": text, "id": node.get("message_id"),
+                       "node": id(node)}]
     replies = node.get("replies") or []
     if not isinstance(replies, list):
         problems.append(Problem(Reason.wrong_type, "`replies` must be a list", f"{where}.replies"))
         return
-    kept = [(i, r) for i, r in enumerate(replies)
-            if isinstance(r, Mapping) and not r.get("deleted") and r.get("review_result") is not False]
+    for i, r in enumerate(replies):
+        if not isinstance(r, Mapping):
+            problems.append(Problem(Reason.wrong_type, f"reply is a {type(r).__name__}, expected a message object",
+                                    f"{where}.replies[{i}]"))
+            return
+    kept = [(i, r) for i, r in enumerate(replies) if not r.get("deleted") and r.get("review_result") is not False]
     if top and kept:
         kept = [min(kept, key=lambda ir: (ir[1].get("rank") is None, ir[1].get("rank") or 0, ir[0]))]
     if not kept:

@@ -120,7 +120,8 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         problems = []
         if (self.model is None) == (self.model_from_config is None):
-            problems.append("give exactly one of `model` (folder or hub id) and `model_from_config` (tiny-llama or a config JSON)")
+            problems.append("give exactly one of `model` (folder or hub id) and `model_from_config` "
+                            "(tiny-llama or a config JSON)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -82,7 +82,8 @@ class Trainer:
         self.shards = ShardSet(cfg.shards)
         self.eval_shards = ShardSet(cfg.eval_shards) if cfg.eval_shards else None
         self.attn = resolve_attention(cfg.attention, self.d.device)
-        self.bf16 = cfg.precision == Precision.bf16 or (cfg.precision == Precision.auto and self.d.device.type == "cuda")
+        on_gpu = self.d.device.type == "cuda"
+        self.bf16 = cfg.precision == Precision.bf16 or (cfg.precision == Precision.auto and on_gpu)
         vocab_needed = max(self.shards.max_token_id(), self.eval_shards.max_token_id() if self.eval_shards else 0) + 1
         self.tokenizer = load_tokenizer([cfg.tokenizer, self.shards.manifest.tokenizer.path or None, cfg.model])
         torch.manual_seed(cfg.seed)

@@ -24,7 +24,7 @@ from sftdata.errors import ConfigError
 TINY_PRESETS: dict[str, dict[str, Any]] = {
     "tiny-llama": {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
-                   "tie_word_embeddings": False},
+                   "tie_word_embeddings": True},
     "tiny-qwen2": {"model_type": "qwen2", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096},
 }

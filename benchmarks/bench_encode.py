@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Render + tokenize + mask a corpus as one whole process, timed beside the floor and TRL in one run.
+
+usage: bench_encode.py [--rows 20000] [--runs 3] [--tokenizer DIR] [--no-trl]
+
+Builds the corpus with `../shared/bench/make_corpus.py`, then alternates whole-process runs of
+`../shared/bench/floor.py` (import, load, read, render, encode: the work no pipeline can skip), this
+file's `--child` mode (import, load, read, validate into `Conversation`s, render + prefix renders +
+encode + prove masks with `ChatEncoder.encode_batch`) and `../shared/bench/trl_baseline.py`, and prints
+the median wall time of each and the ratios to the floor. Runs alternate so that load from other
+processes on the machine hits all three alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+DEFAULT_TOKENIZER = ROOT.parent / "shared" / "fixtures" / "tokenizers" / "qwen2.5-instruct"
+
+
+def child(corpus: str, tokenizer: str, batch: int) -> None:
+    """The measured process: the engine over the whole corpus, in batches."""
+    t0 = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sftdata.chat.engine import ChatEncoder
+    from sftdata.chat.options import MaskOptions
+    from sftdata.records import Conversation
+
+    enc = ChatEncoder.load(tokenizer, MaskOptions())
+    t1 = time.perf_counter()
+    with open(corpus, encoding="utf-8") as f:
+        convs = [Conversation.model_validate(json.loads(line)) for line in f]
+    t2 = time.perf_counter()
+    accepted = tokens = supervised = 0
+    for i in range(0, len(convs), batch):
+        for r in enc.encode_batch(convs[i:i + batch]):
+            if not isinstance(r, list):
+                accepted += 1
+                tokens += len(r)
+                supervised += r.n_supervised
+    t3 = time.perf_counter()
+    print(json.dumps({"rows": len(convs), "accepted": accepted, "tokens": tokens, "supervised": supervised,
+                      "import_load_s": round(t1 - t0, 3), "read_validate_s": round(t2 - t1, 3),
+                      "encode_mask_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3)}))
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    t = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return time.perf_counter() - t, out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER))
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--no-trl", action="store_true")
+    ap.add_argument("--child", nargs=2, metavar=("CORPUS", "TOKENIZER"))
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child, args.batch)
+        return
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = str(Path(tmp) / "corpus.jsonl")
+        subprocess.run([py, str(BENCH / "make_corpus.py"), str(args.rows), corpus], check=True, capture_output=True)
+        cmds = {"floor": [py, str(BENCH / "floor.py"), corpus, args.tokenizer],
+                "sftdata": [py, __file__, "--batch", str(args.batch), "--child", corpus, args.tokenizer]}
+        if not args.no_trl:
+            cmds["trl"] = [py, str(BENCH / "trl_baseline.py"), corpus, args.tokenizer]
+        for cmd in cmds.values():  # warm the page cache and imports once, untimed
+            if cmd is not cmds.get("trl"):
+                timed(cmd)
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for run in range(args.runs):
+            for name, cmd in cmds.items():
+                dt, line = timed(cmd)
+                times[name].append(dt)
+                print(f"run {run + 1} {name:8s} {dt:7.2f} s  {line}", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(json.dumps({"rows": args.rows, "runs": args.runs, "median_s": {k: round(v, 2) for k, v in med.items()},
+                      "ratio_to_floor": {k: round(v / med["floor"], 2) for k, v in med.items()}}))
+
+
+if __name__ == "__main__":
+    main()

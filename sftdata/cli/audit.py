@@ -1,0 +1,107 @@
+"""`sftdata audit`: prove the labels of prepared shards (or another tool's dataset) and show them.
+
+A thin layer over `sftdata.audit.audit_prepared` / `audit_dataset`. The summary goes to stderr;
+`--json` prints exactly one JSON object on one line on stdout; `--report` writes the HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+EPILOG = """\
+Examples:
+
+  sftdata audit out/ --report audit.html
+
+  sftdata audit out/ --json > audit.json
+
+  sftdata audit trl_dataset/ --tokenizer Qwen/Qwen2.5-0.5B-Instruct --report trl.html
+
+  sftdata audit data.parquet --tokenizer ./tok --chat-template my.jinja --masking last
+
+Exit codes: 0 every check passed; 1 a check failed (each failure names shard, row, document, token,
+expected and found); 2 unreadable input or bad arguments.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit", epilog=EPILOG, no_args_is_help=True)(audit)
+
+
+def audit(
+    path: Annotated[str, typer.Argument(help="A folder written by `sftdata prepare`, or (with --tokenizer) a "
+                                        "tokenized dataset: save_to_disk folder, .parquet or .arrow.",
+                                        show_default=False)],
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", "-t", help="Tokenizer folder or hub id (required "
+                         "for other tools' datasets; overrides the manifest's).", show_default=False)] = None,
+    chat_template: Annotated[str | None, typer.Option("--chat-template", help="Jinja file overriding the "
+                             "tokenizer's template (other tools' datasets).", show_default=False)] = None,
+    report: Annotated[str | None, typer.Option("--report", help="Write the self-contained HTML report here.",
+                      show_default=False)] = None,
+    sample: Annotated[int, typer.Option("--sample", min=0, help="Documents shown token by token in the report.")] = 8,
+    masking: Annotated[str, typer.Option("--masking", help="Other tools' datasets: what was meant to be trained "
+                       "(assistant, last, all).")] = "assistant",
+    no_train_eot: Annotated[bool, typer.Option("--no-train-eot", help="Other tools' datasets: end-of-turn tokens "
+                            "are meant to be untrained.")] = False,
+    shards_only: Annotated[bool, typer.Option("--shards-only", help="Skip re-deriving documents from the inputs "
+                           "(faster; the shard invariants still run).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Check every label independently of the code that wrote it; report located failures and template findings."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from sftdata.audit import audit_dataset, audit_prepared, write_html
+    from sftdata.errors import SftdataError
+    from sftdata.manifest import MANIFEST_NAME
+
+    err = Console(stderr=True)
+    try:
+        if (Path(path) / MANIFEST_NAME).is_file():
+            result = audit_prepared(path, tokenizer=tokenizer, sample=sample, rederive=not shards_only)
+        elif tokenizer is None:
+            raise typer.BadParameter(f"{path} has no {MANIFEST_NAME}: to audit another tool's dataset pass "
+                                     "--tokenizer (and --chat-template if it used its own)")
+        else:
+            result = audit_dataset(path, tokenizer, chat_template=chat_template, sample=sample, masking=masking,
+                                   train_eot=not no_train_eot)
+    except SftdataError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    if report:
+        write_html(result, report)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False, default=str) + "\n")
+    else:
+        _print_summary(err, result, report)
+    raise typer.Exit(0 if result.passed else 1)
+
+
+def _print_summary(err, result, report_path: str | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sftdata audit: {result.target}", title_justify="left")
+    for col in ("check", "checked", "result"):
+        table.add_column(col, justify="right" if col == "checked" else "left")
+    for c in result.findings.checks.values():
+        state = (f"[dim]skipped: {c.skipped}[/]" if c.skipped else
+                 f"[red]{c.failed:,} failed[/]" if c.failed and c.severity == "error" else
+                 f"[yellow]{c.failed:,} warning(s)[/]" if c.failed else "[green]ok[/]")
+        table.add_row(c.name, f"{c.checked:,}", state)
+    err.print(table)
+    for f in result.probes:
+        err.print(f"  [cyan]template[/] {f.message}", highlight=False)
+    for f in result.findings.items:
+        if f.severity == "info":
+            continue
+        color = "red" if f.severity == "error" else "yellow"
+        detail = f" expected {f.expected!r}, found {f.found!r}" if f.expected is not None or f.found is not None else ""
+        err.print(f"  [{color}]{f.check}[/] {f.where()}: {f.message}.{detail}", highlight=False, soft_wrap=True)
+    verdict = "[green]passed[/]" if result.passed else f"[red]FAILED ({result.findings.errors:,} problems)[/]"
+    extra = f"; report: {report_path}" if report_path else ""
+    err.print(f"audit {verdict} in {result.timings.get('total_s', 0):.1f} s{extra}")
