@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,6 +58,8 @@ class PipelineConfig(BaseModel):
     """Renames input columns before the format is applied, e.g. {"context": "input"} for Dolly."""
     split: str | None = None
     """Split of a Hugging Face dataset input (e.g. `train`)."""
+    oasst_paths: Literal["all", "top"] = "all"
+    """OpenAssistant trees: every root-to-leaf path, or only the top-ranked one."""
     mask: MaskOptions = Field(default_factory=MaskOptions)
     """How conversations become ids and supervision masks (masking, control tokens, template...)."""
     max_length: int = Field(default=2048, ge=2)

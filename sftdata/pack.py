@@ -83,15 +83,20 @@ def plan_packs(lengths: Sequence[int] | np.ndarray, capacity: int, *, refine: bo
     """
     lens = np.asarray(lengths, dtype=np.int64)
     _check(lens, capacity)
-    plan = best_fit_decreasing(lens, capacity)
-    return refine_packs(lens, plan, capacity) if refine else plan
+    plan, loads = _bfd(lens, capacity)
+    return refine_packs(lens, plan, capacity, loads=loads) if refine else plan
 
 
 def best_fit_decreasing(lens: np.ndarray, capacity: int) -> list[list[int]]:
     """Plain BFD (see the module docstring); rows in the order opened, documents longest first."""
+    return _bfd(np.asarray(lens, dtype=np.int64), capacity)[0]
+
+
+def _bfd(lens: np.ndarray, capacity: int) -> tuple[list[list[int]], np.ndarray]:
+    """BFD rows and their loads (int64 tokens per row)."""
     n = int(lens.size)
     if n == 0:
-        return []
+        return [], np.zeros(0, dtype=np.int64)
     order = np.argsort(-lens, kind="stable")  # longest first, ties by index
     sorted_lens = lens[order]
     assign = np.empty(n, dtype=np.int64)  # row of each document, in sorted order
@@ -142,7 +147,8 @@ def best_fit_decreasing(lens: np.ndarray, capacity: int) -> list[list[int]]:
     by_row = order[np.argsort(assign, kind="stable")].tolist()
     counts = np.bincount(assign, minlength=n_rows)
     bounds = np.r_[0, np.cumsum(counts)].tolist()
-    return [by_row[bounds[i]:bounds[i + 1]] for i in range(n_rows)]
+    loads = np.bincount(assign, weights=sorted_lens, minlength=n_rows).astype(np.int64)
+    return [by_row[bounds[i]:bounds[i + 1]] for i in range(n_rows)], loads
 
 
 def plan_packs_windowed(lengths: Iterable[int], capacity: int, window: int) -> Iterator[list[list[int]]]:
@@ -175,7 +181,7 @@ def pack_stats(lengths: Sequence[int] | np.ndarray, plan: list[list[int]], capac
 
 
 def refine_packs(lengths: np.ndarray, plan: list[list[int]], capacity: int, pool_rows: int = 32,
-                 max_visits: int = 20_000, passes: int = 6) -> list[list[int]]:
+                 max_visits: int = 20_000, passes: int = 6, loads: np.ndarray | None = None) -> list[list[int]]:
     """Close BFD's last gaps by swapping documents between the emptiest rows and the others' gaps.
 
     BFD leaves each row a gap smaller than the shortest document still unplaced when it filled (39
@@ -187,20 +193,23 @@ def refine_packs(lengths: np.ndarray, plan: list[list[int]], capacity: int, pool
     gain. Measured on the bench corpus: BFD 1,833 rows -> 1,830 (single swaps alone stop at 1,831),
     in ~0.3 s on two busy cores. The result never has more rows than BFD.
     """
-    lens = np.asarray(lengths, dtype=np.int64).tolist()
+    lens_np = np.asarray(lengths, dtype=np.int64)
+    lens = lens_np.tolist()
     rows = plan
+    if loads is None:
+        loads = np.fromiter((sum(lens[d] for d in r) for r in rows), dtype=np.int64, count=len(rows))
     for _ in range(passes):
         if len(rows) <= pool_rows:
             break
-        loads = [sum(lens[d] for d in r) for r in rows]
-        order = sorted(range(len(rows)), key=lambda i: (loads[i], i))  # emptiest first
+        order = np.argsort(loads, kind="stable")[:pool_rows + max_visits].tolist()  # emptiest first
         pool = sorted((lens[d], d) for i in order[:pool_rows] for d in rows[i])
         changed: dict[int, list[int]] = {}
-        for i in order[pool_rows:pool_rows + max_visits]:
-            if loads[i] >= capacity:
+        new_loads = loads.copy()
+        for i in order[pool_rows:]:
+            if new_loads[i] >= capacity:
                 break  # the rest are full
             for _swap in range(3):
-                gap = capacity - loads[i]
+                gap = capacity - int(new_loads[i])
                 move = _best_swap(rows[i] if i not in changed else changed[i], lens, pool, gap)
                 if move is None:
                     break
@@ -212,16 +221,19 @@ def refine_packs(lengths: np.ndarray, plan: list[list[int]], capacity: int, pool
                 row.append(pool.pop(j)[1])
                 for out in outs:
                     insort(pool, (lens[out], out))
-                loads[i] += gain
+                new_loads[i] += gain
                 if gain == gap:
                     break
         pool_docs = [d for _, d in pool]
-        repacked = best_fit_decreasing(np.asarray([lens[d] for d in pool_docs], dtype=np.int64), capacity)
+        repacked, pool_loads = _bfd(lens_np[np.asarray(pool_docs, dtype=np.int64)], capacity)
         if len(repacked) >= pool_rows:
             break
         dropped = set(order[:pool_rows])
+        keep = np.ones(len(rows), dtype=bool)
+        keep[order[:pool_rows]] = False
         rows = [changed.get(i, r) for i, r in enumerate(rows) if i not in dropped]
         rows += [[pool_docs[k] for k in r] for r in repacked]
+        loads = np.concatenate([new_loads[keep], pool_loads])
     return rows
 
 

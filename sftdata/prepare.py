@@ -178,7 +178,7 @@ class _Job:
         def streams() -> Iterator[Iterator[Record | Reject]]:
             for path in self.inputs:
                 stream = validate_stage_iter(read_rows(path, split=self.config.split), self.config.format,
-                                             self.config.column_map)
+                                             self.config.column_map, self.config.oasst_paths)
                 self.streams.append(stream)
                 yield stream
 

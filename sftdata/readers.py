@@ -149,9 +149,25 @@ def _jsonl_lines(source: str, f: io.BufferedIOBase, start: int) -> Iterator[RawR
 
 
 def _read_json(source: str, path: Path) -> Iterator[RawRow]:
-    size = path.stat().st_size
-    if size > JSON_WHOLE_LIMIT and not path.name.lower().endswith(".gz"):
+    """Parsed on first use, so that several inputs given together are not all held in memory at once."""
+    if path.stat().st_size > JSON_WHOLE_LIMIT and not path.name.lower().endswith(".gz"):
         return _read_json_stream(source, path)
+    _open_binary(path).close()  # fail now, naming the file, when it cannot be opened
+    return _LazyRows(lambda: _json_rows(source, path))
+
+
+class _LazyRows(Iterator[RawRow]):
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._rows: Iterator[RawRow] | None = None
+
+    def __next__(self) -> RawRow:
+        if self._rows is None:
+            self._rows = self._make()
+        return next(self._rows)
+
+
+def _json_rows(source: str, path: Path) -> Iterator[RawRow]:
     with _open_binary(path) as f:
         data = f.read()
     try:

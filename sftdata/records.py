@@ -280,10 +280,12 @@ def check_conversation(conv: Conversation, max_chars: int = MAX_FIELD_CHARS) -> 
     trainable = False
     for i, m in enumerate(conv.messages):
         where = f"messages[{i}]"
-        for name in ("content", "reasoning"):
-            value = getattr(m, name)
-            if value:
-                problems.extend(check_text(value, f"{where}.{name}", max_chars))
+        content, reasoning = m.content, m.reasoning
+        # fast path: ASCII text within the limit cannot hold a surrogate; `in` and `len` are C-speed
+        if "\x00" in content or len(content) > max_chars or not content.isascii():
+            problems.extend(check_text(content, f"{where}.content", max_chars))
+        if reasoning:
+            problems.extend(check_text(reasoning, f"{where}.reasoning", max_chars))
         if m.role is Role.system and i > 0:
             problems.append(Problem(Reason.system_not_first, f"system message at index {i}; a system message "
                                     "may only come first", where))

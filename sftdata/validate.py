@@ -7,8 +7,9 @@ and validates them (`parse_conversation`). Every input row yields at least one i
 is why the report counts `records` (what was judged) apart from `rows` (what was read).
 
 Cost, measured on the 20k-row benchmark corpus (OpenAI messages, 2 cores): reading and `json.loads`
-~0.25 s, pydantic validation ~0.6 s, rule checks ~0.15 s; a whole `sftdata validate` process is
-~5-8 % of `floor.py` on the same corpus (see `benchmarks/bench_validate.py` and notes/issue-2.md).
+~0.25 s, pydantic validation ~0.6 s, rule checks ~0.15 s, interpreter and imports ~0.5 s; a whole
+`sftdata validate` process costs ~7 % of `floor.py` on the same corpus, measured side by side
+(`benchmarks/bench_validate.py`, figures in notes/issue-2.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sftdata.errors import ConfigError
 from sftdata.formats import (
     DETECT_ROWS,
     FormatOptions,
@@ -67,8 +69,6 @@ def to_records(rows: Iterable[RawRow], fmt: str = "auto", column_map: Mapping[st
     if fmt != "auto":
         get_format(fmt)
     if oasst_paths not in ("all", "top"):
-        from sftdata.errors import ConfigError
-
         raise ConfigError(f"oasst_paths must be 'all' or 'top', got {oasst_paths!r}")
     mapping = parse_column_map(column_map)
     formats: dict[str, str | None] = {}
@@ -190,9 +190,10 @@ class ValidationReport:
         self.messages += n
         self.min_turns = n if self.accepted == 1 else min(self.min_turns, n)
         self.max_turns = max(self.max_turns, n)
-        self.roles.update(m.role.value for m in msgs)
+        roles = self.roles
         reasoning = False
-        for m in msgs:
+        for m in msgs:  # one plain loop: Counter.update over a generator costs 3x more here
+            roles[m.role.value] += 1
             if m.tool_calls:
                 self.tool_calls += len(m.tool_calls)
             if m.reasoning:

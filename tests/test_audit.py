@@ -334,7 +334,9 @@ def _cut_c1(rows):
 def test_truncated_document_listed_in_manifest_passes(folder):
     tamper(folder, 1, _cut_c1)
     manifest = Manifest.load(folder)
-    (folder / "manifest.json").write_text(manifest.model_copy(update={"truncated_docs": ["c1"]}).to_json_text())
+    packing = manifest.packing.model_copy(update={"tokens": sum(s.tokens for s in manifest.shards)})
+    manifest = manifest.model_copy(update={"truncated_docs": ["c1"], "packing": packing})
+    (folder / "manifest.json").write_text(manifest.to_json_text())
     report = audit_prepared(folder)
     assert report.passed, [f.to_json() for f in report.findings.items if f.severity == "error"]
 

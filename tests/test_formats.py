@@ -230,3 +230,12 @@ def test_column_map():
 
 def test_format_options_default():
     assert FormatOptions().oasst_paths == "all"
+
+
+def test_arrow_style_rows_with_null_optional_fields():
+    """Parquet / datasets give every struct field, null where absent: nulls mean 'not set'."""
+    nulls = {"tool_calls": None, "tool_call_id": None, "name": None, "reasoning": None, "loss_weight": None}
+    conv = one({"id": None, "tools": None, "messages": [{"role": "user", "content": "q", **nulls},
+                                                        {"role": "assistant", "content": "a", **nulls}]})
+    assert [(m.content, m.train, m.tool_calls, m.reasoning) for m in conv.messages] == [
+        ("q", None, None, None), ("a", None, None, None)]

@@ -132,10 +132,13 @@ class MaskDeriver:
             turns = _trained_turns(messages, flags, self.s.masking)
         unproven: list[str] = []
         cursor = 0
+        eot_at: np.ndarray | None = None
         for k in turns:
             span = self._turn_span(messages, tools, k, text, cursor)
             if isinstance(span, int):
-                span = self._trim(text, span, offsets, ids)
+                if eot_at is None:  # positions of end-of-turn ids, found once per document
+                    eot_at = np.flatnonzero(np.isin(ids, self.eot_ids))
+                span = self._trim(text, span, offsets, eot_at)
             if isinstance(span, str):
                 unproven.append(f"messages[{k}]: {span}")
                 continue
@@ -180,16 +183,16 @@ class MaskDeriver:
                 return pos
         return "the turn's text is not in the full render after the previous turn"
 
-    def _trim(self, text: str, start: int, offsets: np.ndarray, ids: np.ndarray) -> tuple[int, int] | str:
+    def _trim(self, text: str, start: int, offsets: np.ndarray, eot_at: np.ndarray) -> tuple[int, int] | str:
         """(first supervised token, end-of-turn token) of a turn whose generation starts at `start`."""
         think = THINK_RE.match(text, start)
         if think and (not think.group(1).strip() or not self.s.train_reasoning):
             start = think.end()
         first = _char_to_token(offsets, start)
-        hits = np.flatnonzero(np.isin(ids[first:], self.eot_ids))
-        if not len(hits):
+        k = int(np.searchsorted(eot_at, first))
+        if k == len(eot_at):
             return "no end-of-turn token after the reply"
-        return first, first + int(hits[0])
+        return first, int(eot_at[k])
 
     def _derive_prompt_format(self, messages: list[dict]) -> Derived:
         fmt = self.s.prompt_format or ""

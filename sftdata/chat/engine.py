@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ from sftdata.records import Conversation, Problem, Role
 from sftdata.tokens import Example
 
 Result = Example | list[Problem]
+
+CHUNK = 256
+"""Records per encode call inside a batch (rendering of the next chunk overlaps encoding of this one)."""
 
 
 class ChatEncoder:
@@ -131,27 +135,51 @@ class ChatEncoder:
         return flags
 
     def encode_batch(self, conversations: Sequence[Conversation]) -> list[Result]:
-        """Encode a batch: an `Example` per accepted conversation, a list of `Problem`s per reject."""
+        """Encode a batch: an `Example` per accepted conversation, a list of `Problem`s per reject.
+
+        The batch is cut into chunks of `CHUNK` records; the Rust tokenizer encodes chunk j in a helper
+        thread (it releases the GIL) while Python renders and plans chunk j + 1, so rendering hides behind
+        encoding instead of adding to it. Results do not depend on the chunking.
+        """
         results: list[Result | None] = [None] * len(conversations)
-        plain_idx: list[int] = []
-        plain_texts: list[str] = []
-        plans: dict[int, Plan] = {}
-        for n, conv in enumerate(conversations):
+        pending: Future | None = None
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for lo in range(0, len(conversations), CHUNK):
+                idx, texts, plans = self._prepare_chunk(conversations, lo, min(lo + CHUNK, len(conversations)),
+                                                        results)
+                future = pool.submit(self.tokenizer.backend_tokenizer.encode_batch, texts, add_special_tokens=False)
+                if pending is not None:
+                    self._finish_chunk(conversations, *pending.result(), results)
+                pending = _Chained(future, idx, plans)
+            if pending is not None:
+                self._finish_chunk(conversations, *pending.result(), results)
+        return results  # type: ignore[return-value]
+
+    def _prepare_chunk(self, conversations: Sequence[Conversation], lo: int, hi: int, results: list[Any]
+                       ) -> tuple[list[int], list[str], list[Plan]]:
+        idx: list[int] = []
+        texts: list[str] = []
+        plans: list[Plan] = []
+        for n in range(lo, hi):
+            conv = conversations[n]
             prepared = self._prepare(conv)
             if isinstance(prepared, list):
                 results[n] = prepared
                 continue
             text, plan, marked = prepared
-            plans[n] = plan
             if marked is None:
-                plain_idx.append(n)
-                plain_texts.append(text)
+                idx.append(n)
+                texts.append(text)
+                plans.append(plan)
             else:
                 results[n] = self._finish_marked(conv, marked, plan)
-        if plain_texts:
-            encodings = self.tokenizer.backend_tokenizer.encode_batch(plain_texts, add_special_tokens=False)
-            for n, enc in zip(plain_idx, encodings, strict=True):
-                results[n] = self._finish(conversations[n], enc.ids, enc.char_to_token, plans[n])
+        return idx, texts, plans
+
+    def _finish_chunk(self, conversations: Sequence[Conversation], idx: list[int], plans: list[Plan],
+                      encodings: list[Any], results: list[Any]) -> None:
+        for n, plan, enc in zip(idx, plans, encodings, strict=True):
+            results[n] = self._finish(conversations[n], enc.ids, enc.char_to_token, plan)
+
         return results  # type: ignore[return-value]
 
     def _prepare(self, conv: Conversation) -> tuple[str, Plan, str | None] | list[Problem]:
@@ -166,7 +194,8 @@ class ChatEncoder:
                            if self._control_re.search(s))
                 return [Problem(Reason.control_token_in_content, f"message text spells the control token "
                                 f"{hit.group(0)!r}; with control_tokens=reject such records are not used")]
-            messages, tools, marked = control.mark(messages, self._control_re), control.mark(tools, self._control_re), True
+            messages, tools = control.mark(messages, self._control_re), control.mark(tools, self._control_re)
+            marked = True
         trained = self._trained(conv)
         try:
             full = self._render(messages, tools, False)
@@ -225,6 +254,16 @@ class ChatEncoder:
         if not supervised.any():
             return [Problem(Reason.no_supervised_tokens, "after masking no token is in the loss")]
         return Example(input_ids=input_ids, supervised=supervised)
+
+
+class _Chained:
+    """A chunk in flight: its encode future and what is needed to finish it."""
+
+    def __init__(self, future: Future, idx: list[int], plans: list[Plan]) -> None:
+        self.future, self.idx, self.plans = future, idx, plans
+
+    def result(self) -> tuple[list[int], list[Plan], list[Any]]:
+        return self.idx, self.plans, self.future.result()
 
 
 def _user_text(conv: Conversation) -> str:

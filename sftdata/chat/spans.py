@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sftdata.records import Problem
 from sftdata.reasons import Reason
+from sftdata.records import Problem
 
 _GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>)*")
 """What may separate the end of the generation prompt from a located reply: whitespace and tags."""

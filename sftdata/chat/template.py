@@ -25,7 +25,7 @@ from typing import Any
 
 import jinja2
 
-from sftdata.chat.jinja_env import compile_template, render
+from sftdata.chat.jinja_env import render
 from sftdata.errors import TemplateError
 
 PROBE_USER = "Q7probe user text"

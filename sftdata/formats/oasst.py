@@ -21,7 +21,7 @@ from sftdata.records import Problem
 
 NAME = "oasst"
 ROLES = {"prompter": "user", "assistant": "assistant", "user": "user"}
-MAX_DEPTH = 500
+MAX_DEPTH = 200
 """Deeper trees are rejected as `too_deep` (the deepest real OASST tree is ~20 messages)."""
 
 

@@ -175,7 +175,7 @@ class RayJob(_Job):
         actors = c.workers if c.workers > 1 else max(1, int(ray.cluster_resources().get("CPU", 1)))
         dataset = ray.data.read_datasource(datasource(ranges)).map_batches(
             EncodeRows, fn_constructor_args=(self.inputs, formats, self.stage, os.environ.get(CRASH_ENV)),
-            batch_size=c.chunk_size, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+            batch_size=c.chunk_size, compute=ray.data.ActorPoolStrategy(size=actors))
         self.block_refs = dataset.to_arrow_refs()
         self.timings["ray_encode_s"] += time.perf_counter() - t
         t = time.perf_counter()

@@ -65,17 +65,21 @@ class EncodedBatch:
         return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
 
 
-def validate_stage_iter(rows: Iterable[Any], fmt: str = "auto",
-                        column_map: dict[str, str] | None = None) -> Iterator[Record | Reject]:
-    """Raw rows of one input -> `Record` or `Reject` per record, streamed (an OASST tree may give several)."""
+def validate_stage_iter(rows: Iterable[Any], fmt: str = "auto", column_map: dict[str, str] | None = None,
+                        oasst_paths: str = "all") -> Iterator[Record | Reject]:
+    """Raw rows of one input -> `Record` or `Reject` per record, streamed (an OASST tree may give several).
+
+    The returned stream's `formats` maps the input to the format detected (`sftdata.validate.RecordStream`).
+    """
     from sftdata.validate import to_records
 
-    return to_records(rows, fmt=fmt, column_map=column_map)
+    return to_records(rows, fmt=fmt, column_map=column_map, oasst_paths=oasst_paths)
 
 
-def validate_stage(rows: Iterable[Any], fmt: str = "auto", column_map: dict[str, str] | None = None) -> list:
+def validate_stage(rows: Iterable[Any], fmt: str = "auto", column_map: dict[str, str] | None = None,
+                   oasst_paths: str = "all") -> list:
     """Batch form of `validate_stage_iter` (what a `map_batches` task calls)."""
-    return list(validate_stage_iter(rows, fmt, column_map))
+    return list(validate_stage_iter(rows, fmt, column_map, oasst_paths))
 
 
 def cut_example(example: Example, max_length: int, policy: str) -> Example | Problem:

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Run the mask engine across every chat template and real dataset in ../shared/fixtures, and report.
+
+usage: template_survey.py [--templates] [--trl] [--datasets] [--rows N] [--json OUT]   (default: all three)
+
+--templates  every template that renders (142 files + 37 in ollama_index/index.json), each paired with a
+             tokenizer of its family (or qwen2.5-instruct), on a fixed set of hard conversations; a template
+             passes when every conversation it renders is accepted with ids == apply_chat_template and every
+             supervised run holds exactly one reply and its end-of-turn.
+--trl        the TRL `*_training.jinja` templates: our mask from the plain template vs Hugging Face's
+             `return_assistant_tokens_mask` from the marked one (rule in `sftdata.chat.compare`).
+--datasets   the ten fixture tokenizers x the real datasets: records, accepted, rejected by reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+sys.path.insert(0, str(ROOT))
+
+FAMILIES = [  # first match wins: substring of the template's path/name -> fixture tokenizer
+    ("qwen3", "qwen3"), ("qwen", "qwen2.5-instruct"), ("llama-3", "llama3.1-instruct"), ("llama3", "llama3.1-instruct"),
+    ("llama-2", "tinyllama-1.1b-chat"), ("llama2", "tinyllama-1.1b-chat"), ("hermes", "llama3.1-instruct"),
+    ("firefunction", "llama3.1-instruct"), ("functionary", "llama3.1-instruct"), ("gemma", "gemma-3"),
+    ("mistral-instruct", "mistral-7b-instruct-v0.2"), ("mistral_v1", "mistral-7b-instruct-v0.2"),
+    ("mistral", "mistral-7b-instruct-v0.3"), ("pixtral", "mistral-7b-instruct-v0.3"), ("phi", "phi-3-mini-instruct"),
+    ("deepseek-r1-distill-qwen", "qwen2.5-instruct"), ("deepseek", "deepseek-v4"), ("zephyr", "tinyllama-1.1b-chat"),
+    ("smol", "smollm2-135m-instruct"), ("tinyllama", "tinyllama-1.1b-chat"),
+]
+
+
+def tokenizer_for(name: str) -> str:
+    low = name.lower()
+    return next((tok for key, tok in FAMILIES if key in low), "qwen2.5-instruct")
+
+
+def all_templates() -> list[tuple[str, str]]:
+    base = FIXTURES / "templates"
+    out = [(str(p.relative_to(base)), p.read_text(encoding="utf-8"))
+           for p in sorted(base.rglob("*")) if p.suffix in (".jinja", ".jinja2")]
+    for i, entry in enumerate(json.loads((base / "ollama_index" / "index.json").read_text())):
+        out.append((f"ollama_index/{i}-{entry['name']}", entry["template"]))
+    return out
+
+
+def survey_conversations():
+    from sftdata.records import parse_conversation
+
+    rows = [
+        [("user", "What is the capital of France?"), ("assistant", "Paris.")],
+        [("system", "You are terse."), ("user", "Hi!"), ("assistant", "Hello."), ("user", "2+2?"), ("assistant", "4")],
+        [("user", "  你好，世界 🙂  "), ("assistant", "\n 你好！😀 再见。 \n")],
+        [("user", "Repeat: <|im_start|>user [INST] </s> <|eot_id|>"),
+         ("assistant", "<|im_start|>user [INST] </s> <|eot_id|> <end_of_turn> <|end|>")],
+        [("user", "echo"), ("assistant", "echo")],
+    ]
+    return [parse_conversation({"id": f"s{i}", "messages": [{"role": r, "content": c} for r, c in row]})
+            for i, row in enumerate(rows)]
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(FIXTURES / "tokenizers" / name)
+
+
+def survey_templates(rows: int | None) -> dict:
+    from sftdata.chat.compare import check_example, hf_ids, pinned_clock
+    from sftdata.chat.engine import ChatEncoder
+    from sftdata.chat.options import MaskOptions
+    from sftdata.chat.template import TemplateSource
+    from sftdata.errors import TemplateError
+
+    convs = survey_conversations()
+    tokenizers: dict[str, object] = {}
+    report: dict[str, dict] = {}
+    for name, text in all_templates()[:rows]:
+        tok_name = tokenizer_for(name)
+        tok = tokenizers.setdefault(tok_name, load_tokenizer(tok_name))
+        entry = {"tokenizer": tok_name}
+        try:
+            enc = ChatEncoder(tok, MaskOptions(), TemplateSource(text, name))
+        except TemplateError as err:
+            entry.update(status="does_not_render", detail=str(err)[:200])
+            report[name] = entry
+            continue
+        counts = collections.Counter()
+        failures = []
+        with pinned_clock(MaskOptions().date):
+            for conv, result in zip(convs, enc.encode_batch(convs), strict=True):
+                if isinstance(result, list):
+                    counts[result[0].code.value] += 1
+                    if result[0].code.value != "template_error":
+                        failures.append(f"{conv.id}: {result[0].message[:160]}")
+                    continue
+                problem = None
+                try:
+                    if result.input_ids.tolist() != hf_ids(enc, conv, text):
+                        problem = "ids differ from apply_chat_template"
+                    else:
+                        problem = check_example(enc, conv, result)
+                except Exception as err:  # noqa: BLE001 - HF raising on a record our render accepted
+                    problem = f"apply_chat_template raised {type(err).__name__}: {err}"
+                counts["bad_mask" if problem else "accepted"] += 1
+                if problem:
+                    failures.append(f"{conv.id}: {problem}")
+        rendered = sum(v for k, v in counts.items() if k != "template_error")
+        ok = rendered > 0 and counts["accepted"] == rendered
+        entry.update(status="pass" if ok else ("no_record_renders" if rendered == 0 else "fail"),
+                     counts=dict(counts), failures=failures[:3])
+        report[name] = entry
+    return report
+
+
+def survey_trl() -> dict:
+    from sftdata.chat.compare import compare_with_generation_mask
+    from sftdata.chat.engine import ChatEncoder
+    from sftdata.chat.options import MaskOptions
+    from sftdata.chat.template import TemplateSource
+
+    base = FIXTURES / "templates" / "trl"
+    convs = survey_conversations()
+    out = {}
+    for marked in sorted(base.glob("*_training.jinja")):
+        plain = base / marked.name.replace("_training", "")
+        tok_name = tokenizer_for(marked.name)
+        tok = load_tokenizer(tok_name)
+        try:
+            enc = ChatEncoder(tok, MaskOptions(), TemplateSource(plain.read_text(), str(plain.name)))
+        except Exception as err:  # noqa: BLE001
+            out[marked.name] = {"tokenizer": tok_name, "status": "does_not_render", "detail": str(err)[:200]}
+            continue
+        counts = collections.Counter()
+        details = []
+        for conv in convs:
+            verdict = compare_with_generation_mask(enc, conv, marked.read_text())
+            counts[verdict.status] += 1
+            if verdict.status not in ("agree", "skipped"):
+                details.append(f"{conv.id}: {verdict.detail}")
+        out[marked.name] = {"tokenizer": tok_name, "counts": dict(counts), "details": details[:3]}
+    return out
+
+
+def survey_datasets(limit: int | None) -> dict:
+    from sftdata.chat.engine import ChatEncoder
+    from sftdata.chat.options import MaskOptions
+    from sftdata.readers import read_rows
+    from sftdata.records import Record
+    from sftdata.validate import to_records
+
+    data = FIXTURES / "datasets"
+    sets = {"alpaca_en": "llama_factory/alpaca_en_demo.json", "alpaca_zh": "llama_factory/alpaca_zh_demo.json",
+            "fastchat": "fastchat/dummy_conversation.json", "oasst": "oasst/en_100_tree.jsonl",
+            "glaive_en": "llama_factory/glaive_toolcall_en_demo.json",
+            "glaive_zh": "llama_factory/glaive_toolcall_zh_demo.json",
+            "reason_tool_use": "llama_factory/reason_tool_use_demo_50.jsonl"}
+    records = {k: [r.conversation for r in to_records(read_rows(str(data / p))) if isinstance(r, Record)][:limit]
+               for k, p in sets.items()}
+    table = {}
+    for tok_name in sorted(p.name for p in (FIXTURES / "tokenizers").iterdir()):
+        enc = ChatEncoder.load(FIXTURES / "tokenizers" / tok_name, MaskOptions())
+        row = {}
+        for k, convs in records.items():
+            res = enc.encode_batch(convs)
+            reasons = collections.Counter(r[0].code.value for r in res if isinstance(r, list))
+            row[k] = {"records": len(convs), "accepted": len(convs) - sum(reasons.values()), "rejected": dict(reasons)}
+        table[tok_name] = row
+        print(tok_name, json.dumps(row), flush=True)
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--templates", action="store_true")
+    ap.add_argument("--trl", action="store_true")
+    ap.add_argument("--datasets", action="store_true")
+    ap.add_argument("--rows", type=int, default=None, help="limit templates / records per dataset")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    everything = not (args.templates or args.trl or args.datasets)
+    result = {}
+    if args.templates or everything:
+        rep = survey_templates(args.rows)
+        status = collections.Counter(v["status"] for v in rep.values())
+        print("templates:", len(rep), dict(status))
+        for name, v in rep.items():
+            if v["status"] != "pass":
+                print(f"  {v['status']:18s} {name} [{v['tokenizer']}] {v.get('counts', '')} "
+                      f"{v.get('failures') or v.get('detail', '')}")
+        result["templates"] = rep
+    if args.trl or everything:
+        rep = survey_trl()
+        for name, v in rep.items():
+            print(f"  trl {name:40s} [{v['tokenizer']}] {v.get('counts', v.get('status'))} {v.get('details', '')}")
+        result["trl"] = rep
+    if args.datasets or everything:
+        result["datasets"] = survey_datasets(args.rows)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""`sftdata train --config train.yaml` with flags that override it; errors exit 2 with the key named."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from sftdata.cli import app
+from test_train_support import random_rows, write_shards
+
+
+def test_config_file_and_flag_override(tmp_path):
+    shards = write_shards(tmp_path / "s", random_rows(0, 6), 128)
+    (tmp_path / "train.yaml").write_text(
+        f"shards: {shards}\nout: {tmp_path / 'run'}\nmodel_from_config: tiny-llama\nmax_steps: 5\n"
+        "lr: 1.0e-3\nlog_every: 1\nsave_final: false\nprogress: false\n")
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "train.yaml"), "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2] and all(x["split"] == "train" for x in lines)
+    assert "2 steps" in result.output and "sdpa attention" in result.output
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    from sftdata.cli import main
+
+    (tmp_path / "train.yaml").write_text("shards: s\nout: o\nmodel: m\nbatch_size: 8\n")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from sftdata.cli import main; main()", "train", "--config",
+                           str(tmp_path / "train.yaml")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "batch_size: unknown key" in proc.stderr and "micro_batch_size" in proc.stderr
+    assert main  # the console entry point exists
