@@ -29,7 +29,7 @@ FIXTURES = ROOT.parent / "shared" / "fixtures"
 sys.path.insert(0, str(ROOT))
 
 FAMILIES = [  # first match wins: substring of the template's path/name -> fixture tokenizer
-    ("qwen3", "qwen3"), ("qwen", "qwen2.5-instruct"), ("llama-3", "llama3.1-instruct"), ("llama3", "llama3.1-instruct"),
+    ("qwen3", "qwen3"), ("nemotron", "qwen3"), ("glm", "qwen3"), ("qwen", "qwen2.5-instruct"), ("llama-3", "llama3.1-instruct"), ("llama3", "llama3.1-instruct"),
     ("llama-2", "tinyllama-1.1b-chat"), ("llama2", "tinyllama-1.1b-chat"), ("hermes", "llama3.1-instruct"),
     ("firefunction", "llama3.1-instruct"), ("functionary", "llama3.1-instruct"), ("gemma", "gemma-3"),
     ("mistral-instruct", "mistral-7b-instruct-v0.2"), ("mistral_v1", "mistral-7b-instruct-v0.2"),
@@ -145,7 +145,7 @@ def survey_trl() -> dict:
         for conv in convs:
             verdict = compare_with_generation_mask(enc, conv, marked.read_text())
             counts[verdict.status] += 1
-            if verdict.status not in ("agree", "skipped"):
+            if verdict.status != "agree":
                 details.append(f"{conv.id}: {verdict.detail}")
         out[marked.name] = {"tokenizer": tok_name, "counts": dict(counts), "details": details[:3]}
     return out

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right, insort
-from itertools import combinations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 

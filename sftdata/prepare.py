@@ -18,6 +18,7 @@ validation is ~5% of the floor; render + tokenize + mask (~90% of the work) is w
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from collections import Counter, deque
@@ -281,15 +282,15 @@ class _Job:
         c = self.config
         t = time.perf_counter()
         ids, labels, lengths, doc_ids, truncated = self.window.arrays()
+        self.window = _Window()  # drop the batches now: only the concatenated copy stays alive
         plan = plan_packs(lengths, c.max_length) if c.pack else plan_unpacked(lengths)
         if c.shuffle:
             plan = shuffle_rows(plan, c.seed, self.window_index)
         self.timings["pack_s"] += time.perf_counter() - t
         t = time.perf_counter()
         shards = self._write_parts(plan, ids, labels, lengths, doc_ids)
+        del ids, labels
         self.rejects_file.flush()
-        import os
-
         os.fsync(self.rejects_file.fileno())
         self.timings["write_s"] += time.perf_counter() - t
         entry = {
@@ -301,7 +302,6 @@ class _Job:
         self.journal.commit(entry)
         self.state.windows.append(entry)
         self.window_index += 1
-        self.window = _Window()
 
     def _write_parts(self, plan: list[list[int]], ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
                      doc_ids: list[str]) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,6 @@ class ShardWriter:
         self._writer.close()
         if self._file is not None and self._hashing is not None:
             self._file.flush()
-            import os
-
             os.fsync(self._file.fileno())
             self._file.close()
             self.stats.sha256 = self._hashing.hash.hexdigest()

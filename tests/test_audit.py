@@ -347,3 +347,15 @@ def test_truncated_document_not_listed_fails(folder):
     assert {f.doc_id for f in failures(report, "span_end_not_eot")} == {"c1"}
     (ids,) = failures(report, "ids_match")
     assert ids.doc_id == "c1" and ids.found == "end of document"
+
+
+def test_audit_never_loads_the_writer(folder):
+    """Independence, checked at runtime: a whole audit imports neither the mask engine nor prepare."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from sftdata.audit import audit_prepared; r = audit_prepared(sys.argv[1]); "
+            "bad = [m for m in sys.modules if m.startswith(('sftdata.chat.engine', 'sftdata.chat.spans', "
+            "'sftdata.chat.template', 'sftdata.prepare', 'sftdata.pipeline'))]; print(r.passed, bad)")
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "True []", out.stderr[-2000:]

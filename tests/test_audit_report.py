@@ -49,6 +49,8 @@ def test_report_is_self_contained_and_complete(report_path):
     assert "mask_match" in html and "shard-00000-of-00002.arrow row 0" in html  # a located failure
     assert '<span class="t s c">&lt;|im_end|&gt;</span>' in html  # a trained control token, boxed
     assert '<span class="t m">' in html  # masked tokens
+    assert 'class="t s x" title="the audit says: not trained"' in html  # the tampered token, marked
+    assert html.index("fails the audit") < html.index('class="doc"')  # the failing document is shown first
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

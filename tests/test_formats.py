@@ -239,3 +239,15 @@ def test_arrow_style_rows_with_null_optional_fields():
                                                         {"role": "assistant", "content": "a", **nulls}]})
     assert [(m.content, m.train, m.tool_calls, m.reasoning) for m in conv.messages] == [
         ("q", None, None, None), ("a", None, None, None)]
+
+
+def test_oasst_bad_reply_rejects_only_its_paths():
+    tree = {"message_tree_id": "t", "prompt": {"message_id": "p", "role": "prompter", "text": "q", "replies": [
+        {"message_id": "a1", "role": "assistant", "text": "good", "rank": 1},
+        {"message_id": "a2", "role": "robot", "text": "bad", "rank": 0}]}}
+    items = list(to_records(rows_of(tree), "oasst"))
+    assert [(type(i).__name__, i.conversation.id if isinstance(i, Record) else i.id) for i in items] == [
+        ("Record", "t:a1"), ("Reject", "t:a2")]
+    assert items[1].problems[0].path == "prompt.replies[1].role"
+    (top,) = to_records(rows_of(tree), "oasst", oasst_paths="top")
+    assert isinstance(top, Reject)  # the best-ranked reply is the malformed one: said, not skipped

@@ -22,15 +22,17 @@ def test_config_file_and_flag_override(tmp_path):
     assert "2 steps" in result.output and "sdpa attention" in result.output
 
 
-def test_bad_config_exits_2_naming_the_key(tmp_path):
+def test_bad_config_exits_2_naming_the_key(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import pytest
+
     from sftdata.cli import main
 
     (tmp_path / "train.yaml").write_text("shards: s\nout: o\nmodel: m\nbatch_size: 8\n")
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-c", "from sftdata.cli import main; main()", "train", "--config",
-                           str(tmp_path / "train.yaml")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "batch_size: unknown key" in proc.stderr and "micro_batch_size" in proc.stderr
-    assert main  # the console entry point exists
+    monkeypatch.setattr(sys, "argv", ["sftdata", "train", "--config", str(tmp_path / "train.yaml")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "batch_size: unknown key" in err and "micro_batch_size" in err

@@ -23,8 +23,12 @@ UNPROVEN = ("mask_unproven", "documents whose mask the audit could not re-derive
 
 
 def compare_document(view: TokenView, doc: int, derived: Derived, truncated: bool, findings: Findings,
-                     show: Callable[[int], str]) -> bool:
-    """Check one stored document against its derivation; returns True when it matches."""
+                     show: Callable[[int], str]) -> np.ndarray | bool:
+    """Check one stored document against its derivation.
+
+    Returns True when it matches, False when it does not (ids, or no derivation), and the expected
+    supervision mask when only the mask differs (so the report can mark the differing tokens).
+    """
     ids, labels = view.doc_tokens(doc)
     start = int(view.doc_starts[doc])
     findings.check(*IDS, 1)
@@ -61,5 +65,5 @@ def compare_document(view: TokenView, doc: int, derived: Derived, truncated: boo
                               f"mask differs on {len(diff)} token(s); first at {show(int(ids[p]))}",
                               expected=f"{state[bool(want[p])]} ({show(int(ids[p]))})",
                               found=f"{state[bool(have[p])]} (label {int(labels[p])})", **view.locate(start + p)))
-        return False
+        return want
     return True

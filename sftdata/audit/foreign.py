@@ -33,7 +33,7 @@ from sftdata.audit.invariants import check_view
 from sftdata.audit.probes import run_probes
 from sftdata.audit.rederive import MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
-from sftdata.audit.run import AuditReport, load_tokenizer, make_rules, sample_documents
+from sftdata.audit.run import WRONG_SHOWN, AuditReport, load_tokenizer, make_rules, sample_documents
 from sftdata.audit.stats import StatsAccumulator, summarize
 from sftdata.audit.tables import TokenView, list_column, read_stream, view_from_columns
 from sftdata.errors import InputError
@@ -144,6 +144,7 @@ def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None
     findings = Findings()
     stats = StatsAccumulator()
     views: list[TokenView] = []
+    wrong: list[tuple] = []
     described: dict[str, str] = {}
     for file in dataset_files(path):
         table = read_table(file)
@@ -153,18 +154,28 @@ def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None
         stats.add(view)
         views.append(view)
         if "messages" in table.column_names and view.n_docs == view.n_rows:
-            _rederive_rows(view, table, MaskDeriver(renderer, probes.eot_ids, probes.eot_texts), findings, rules)
+            deriver = MaskDeriver(renderer, probes.eot_ids, probes.eot_texts)
+            for d, want in _rederive_rows(view, table, deriver, findings, rules):
+                if len(wrong) < WRONG_SHOWN:
+                    wrong.append((len(views) - 1, d, want))
     summary = summarize(stats, None)
     about: dict[str, Any] = {"tokenizer": tokenizer, "columns": described,
                              "options": {"masking": masking, "train_eot": train_eot, "sanitize": sanitize}}
-    return AuditReport(str(path), "dataset", findings, probes.findings, summary, sample_documents(views, tok, sample),
-                       {}, about, {"total_s": round(time.perf_counter() - t0, 3)})
+    samples = sample_documents(views, tok, sample, wrong)
+    return AuditReport(str(path), "dataset", findings, probes.findings, summary, samples, {}, about,
+                       {"total_s": round(time.perf_counter() - t0, 3)})
 
 
-def _rederive_rows(view: TokenView, table: pa.Table, deriver: MaskDeriver, findings: Findings, rules: Any) -> None:
+def _rederive_rows(view: TokenView, table: pa.Table, deriver: MaskDeriver, findings: Findings,
+                   rules: Any) -> list[tuple[int, Any]]:
+    """Re-derive every row from its `messages`; returns (row, expected mask or None) of failing rows."""
     messages = table.column("messages").to_pylist()
+    wrong = []
     for lo in range(0, len(messages), 1024):
         batch = [[{k: v for k, v in m.items() if v is not None} for m in conv] for conv in messages[lo:lo + 1024]]
         derived = deriver.derive_batch([(m, None, [None] * len(m)) for m in batch])
         for k, result in enumerate(derived):
-            compare_document(view, lo + k, result, False, findings, rules.token_text)
+            outcome = compare_document(view, lo + k, result, False, findings, rules.token_text)
+            if outcome is not True:
+                wrong.append((lo + k, outcome if isinstance(outcome, np.ndarray) else None))
+    return wrong

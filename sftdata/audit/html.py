@@ -17,6 +17,9 @@ from typing import Any
 from sftdata.audit.run import AuditReport
 from sftdata.audit.svg import bar_chart, compact, meter
 
+SHOWN = 4
+"""Located findings shown per check before the rest fold into a `<details>`."""
+
 CSS = """
 :root{--ink:#1d2433;--muted:#667085;--line:#e4e7ec;--bg:#f6f7fb;--card:#fff;--ok:#12b76a;--bad:#f04438;
 --warn:#f79009;--sup:#d1fadf;--sup-ink:#05603a;--mask:#f2f4f7;--mask-ink:#98a2b3;--accent:#4f7cff}
@@ -60,7 +63,9 @@ white-space:pre-wrap;word-break:break-word;max-height:420px;overflow:auto}
 .t{border-radius:3px;padding:1px 0;box-shadow:inset -1px 0 0 rgba(255,255,255,.9)}
 .t.s{background:var(--sup);color:var(--sup-ink)}.t.m{background:var(--mask);color:var(--mask-ink)}
 .t.c{outline:1px solid currentColor;outline-offset:-1px;padding:1px 3px;margin:0 1px;font-weight:600}
-.t.s.c{background:#a6f4c5}.nl{opacity:.55}.legend{display:flex;gap:14px;font-size:12.5px;color:var(--muted);
+.t.s.c{background:#a6f4c5}.t.x{background:#fee4e2;color:#b42318;text-decoration:underline wavy #f04438}
+.doc.failing{border-color:#fda29b}h3{font-size:14px;margin:16px 0 6px;font-weight:600}
+.nl{opacity:.55}.legend{display:flex;gap:14px;font-size:12.5px;color:var(--muted);
 margin-bottom:6px}.legend span.t{padding:1px 6px}.muted{color:var(--muted)}footer{color:var(--muted);
 text-align:center;font-size:12px;padding:10px}
 """
@@ -122,10 +127,21 @@ def _failures(report: AuditReport) -> str:
     items = [f for f in report.findings.items if f.severity != "info"]
     if not items:
         return ('<section><h2>Failures</h2><p class="muted">None: every check passed on every token.</p></section>')
-    items.sort(key=lambda f: f.severity != "error")
-    more = report.findings.errors - sum(1 for f in items if f.severity == "error")
-    tail = f'<p class="muted">…and {more:,} more failures (counted in the checks table).</p>' if more > 0 else ""
-    return f"<section><h2>Failures, located</h2>{''.join(map(_finding, items))}{tail}</section>"
+    blocks = []
+    for check in report.findings.checks.values():
+        mine = [f for f in items if f.check == check.name]
+        if not mine:
+            continue
+        head, rest = mine[:SHOWN], mine[SHOWN:]
+        more = f"<details><summary>{len(rest)} more located</summary>{''.join(map(_finding, rest))}</details>" \
+            if rest else ""
+        unlisted = check.failed - len(mine)
+        tail = f'<p class="muted">…and {unlisted:,} more (counted, not located).</p>' if unlisted > 0 else ""
+        kind = "bad" if check.severity == "error" else "warn"
+        blocks.append(f'<h3><code>{_e(check.name)}</code> <span class="pill {kind}">{check.failed:,}</span> '
+                      f'<span class="muted">{_e(check.description)}</span></h3>{"".join(map(_finding, head))}'
+                      f"{more}{tail}")
+    return f"<section><h2>Failures, located</h2>{''.join(blocks)}</section>"
 
 
 def _template(report: AuditReport) -> str:
@@ -172,10 +188,11 @@ def _rejects(report: AuditReport) -> str:
     return f"<section><h2>Rejects by reason ({r['total']:,} records)</h2>{''.join(blocks)}</section>"
 
 
-def _token(piece: str, supervised: bool, control: bool) -> str:
-    cls = "t " + ("s" if supervised else "m") + (" c" if control else "")
+def _token(piece: str, supervised: bool, control: bool, wrong: bool = False) -> str:
+    cls = "t " + ("s" if supervised else "m") + (" c" if control else "") + (" x" if wrong else "")
     text = _e(piece).replace("\n", '<span class="nl">↵</span>\n')
-    return f'<span class="{cls}">{text}</span>'
+    tip = f' title="the audit says: {"not " if supervised else ""}trained"' if wrong else ""
+    return f'<span class="{cls}"{tip}>{text}</span>'
 
 
 def _samples(report: AuditReport) -> str:
@@ -183,13 +200,19 @@ def _samples(report: AuditReport) -> str:
         return ""
     docs = []
     for s in report.samples:
-        body = "".join(_token(p, sup, ctl) for p, sup, ctl in s["pieces"])
-        cut = f' · first {s["shown"]:,} shown' if s["shown"] < s["tokens"] else ""
-        docs.append(f'<div class="doc"><div class="head"><b>{_e(s["doc_id"])}</b><span>{_e(s["shard"])} row '
+        body = "".join(_token(*piece) for piece in s["pieces"])
+        first = s.get("first", 0)
+        cut = (f' · tokens {first:,}–{first + s["shown"]:,} shown' if s["shown"] < s["tokens"] else "")
+        if first:
+            body = f'<span class="muted">… {first:,} tokens before …</span>\n' + body
+        flag = '<span class="pill bad">fails the audit</span>' if s.get("failing") else ""
+        docs.append(f'<div class="doc{" failing" if s.get("failing") else ""}"><div class="head">{flag}'
+                    f'<b>{_e(s["doc_id"])}</b><span>{_e(s["shard"])} row '
                     f'{s["row"]}</span><span>{s["tokens"]:,} tokens · {s["supervised"]:,} supervised{cut}</span>'
                     f'</div><div class="tokens">{body}</div></div>')
     legend = ('<div class="legend"><span class="t s">trained</span><span class="t m">not trained (-100)</span>'
-              '<span class="t m c">control token</span><span>↵ newline</span></div>')
+              '<span class="t m c">control token</span><span class="t m x">mask differs from the audit</span>'
+              '<span>↵ newline</span></div>')
     return f"<section><h2>Sampled documents, token by token</h2>{legend}{''.join(docs)}</section>"
 
 

@@ -35,6 +35,10 @@ from sftdata.errors import InputError
 from sftdata.manifest import MANIFEST_NAME, REJECTS_NAME, Manifest
 
 BATCH = 1024
+WRONG_SHOWN = 3
+"""Failing documents shown first in the report's samples, differing tokens marked."""
+MAX_SHOWN, ZOOM_BEFORE, ZOOM_AFTER = 4096, 60, 30
+"""Tokens shown per sampled document; around a failing document's differing tokens."""
 REJECT_EXAMPLES = 3
 
 
@@ -140,12 +144,13 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     check_totals(manifest, summary["totals"], findings)
     timings["shards_s"] = time.perf_counter() - t
 
+    wrong: list[tuple] = []
     if rederive:
         t = time.perf_counter()
-        rederive_documents(views, manifest, folder, renderer, probes, rules, findings)
+        wrong = rederive_documents(views, manifest, folder, renderer, probes, rules, findings)
         timings["rederive_s"] = time.perf_counter() - t
     rejects = summarize_rejects(folder / REJECTS_NAME)
-    samples = sample_documents(views, tok, sample)
+    samples = sample_documents(views, tok, sample, wrong)
     timings["total_s"] = time.perf_counter() - t0
     about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
              "options": manifest.options, "counts": manifest.counts.model_dump(),
@@ -155,8 +160,12 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
 
 
 def rederive_documents(views: list[TokenView], manifest: Manifest, folder: Path, renderer: Renderer,
-                       probes: ProbeResult, rules: TokenRules, findings: Findings) -> None:
-    """Re-read every source record, derive its ids and mask, and compare with the stored document."""
+                       probes: ProbeResult, rules: TokenRules, findings: Findings) -> list[tuple]:
+    """Re-read every source record, derive its ids and mask, and compare with the stored document.
+
+    Returns up to `WRONG_SHOWN` failing documents as (view, doc, expected mask or None) for the report.
+    """
+    wrong: list[tuple] = []
     where: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for v, view in enumerate(views):
         for d in np.flatnonzero(view.doc_valid).tolist():
@@ -177,7 +186,10 @@ def rederive_documents(views: list[TokenView], manifest: Manifest, folder: Path,
                 continue
             v, d = places[0]
             seen.add((v, d))
-            compare_document(views[v], d, result, record.doc_id in rules.truncated_docs, findings, rules.token_text)
+            outcome = compare_document(views[v], d, result, record.doc_id in rules.truncated_docs, findings,
+                                       rules.token_text)
+            if outcome is not True and len(wrong) < WRONG_SHOWN:
+                wrong.append((v, d, outcome if isinstance(outcome, np.ndarray) else None))
     for note in notes:
         findings.fail(note)
     name = ("records_accounted", "every valid source record is in the shards or in rejects.jsonl, once")
@@ -195,6 +207,7 @@ def rederive_documents(views: list[TokenView], manifest: Manifest, folder: Path,
                                   "(unknown or duplicated doc_id)", **view.locate(int(view.doc_starts[d])),
                                   expected="a doc_id of a source record", found=view.doc_ids[d]),
                           count=len(extra) if i == 0 else 0)
+    return wrong
 
 
 def _rejected_positions(path: Path) -> set[tuple[str, int]]:
@@ -236,25 +249,37 @@ def summarize_rejects(path: Path) -> dict[str, Any]:
                                           for c, n in counts.most_common()]}
 
 
-def sample_documents(views: list[TokenView], tok: Any, n: int) -> list[dict[str, Any]]:
-    """`n` documents spread evenly over all shards, each as tokens with their label state."""
+def sample_documents(views: list[TokenView], tok: Any, n: int, wrong: list[tuple] = ()) -> list[dict[str, Any]]:
+    """Failing documents first (differing tokens marked), then `n` documents spread evenly over all shards."""
     docs = [(v, d) for v, view in enumerate(views) for d in np.flatnonzero(view.doc_valid).tolist()]
     if not docs or n <= 0:
         return []
-    picks = sorted({int(i) for i in np.linspace(0, len(docs) - 1, num=min(n, len(docs)))})
+    picks = [(v, d, want) for v, d, want in wrong]
+    shown = {(v, d) for v, d, _ in picks}
+    for i in sorted({int(i) for i in np.linspace(0, len(docs) - 1, num=min(n, len(docs)))}):
+        if docs[i] not in shown:
+            picks.append((*docs[i], None))
     specials = special_ids(tok)
     out = []
-    for i in picks:
-        v, d = docs[i]
+    for k, (v, d, want) in enumerate(picks):
         view = views[v]
         ids, labels = view.doc_tokens(d)
-        ids_list = [int(x) for x in ids[:4096]]
-        pieces = token_pieces(tok, ids_list)
         start = int(view.doc_starts[d])
+        sup = labels != -100
+        lo, hi = 0, min(len(ids), MAX_SHOWN)
+        differs = np.zeros(len(ids), dtype=bool)
+        if want is not None:  # zoom on the tokens whose mask differs
+            differs = want[: len(ids)] != sup
+            bad = np.flatnonzero(differs)
+            lo, hi = max(0, int(bad[0]) - ZOOM_BEFORE), min(len(ids), int(bad[-1]) + ZOOM_AFTER)
+        ids_list = [int(x) for x in ids[lo:hi]]
+        pieces = token_pieces(tok, ids_list)
+        have = sup[lo:hi].tolist()
+        differs = differs[lo:hi].tolist()
         out.append({
-            "shard": view.name, "row": int(view.token_rows[start]), "doc_id": view.doc_ids[d],
-            "tokens": len(ids), "supervised": int((labels != -100).sum()), "shown": len(ids_list),
-            "pieces": [[p, bool(lab != -100), tid in specials] for p, lab, tid in zip(pieces, labels.tolist(), ids_list,
-                                                                                       strict=False)],
+            "shard": view.name, "row": int(view.token_rows[start]), "doc_id": view.doc_ids[d], "first": lo,
+            "tokens": len(ids), "supervised": int(sup.sum()), "shown": len(ids_list), "failing": k < len(wrong),
+            "pieces": [[p, sup, tid in specials, bad] for p, sup, tid, bad in zip(pieces, have, ids_list, differs,
+                                                                                    strict=False)],
         })
     return out

@@ -111,9 +111,10 @@ def compare_with_generation_mask(enc: Any, conv: Conversation, marked_template: 
         return Verdict("rejected", ours[0].message[:160])
     tok = enc.tokenizer
     try:
-        out = tok.apply_chat_template(enc.template_messages(conv), tools=conv.tools, chat_template=marked_template,
-                                      tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
-                                      **enc.hf_kwargs)
+        with pinned_clock(enc.options.date):
+            out = tok.apply_chat_template(enc.template_messages(conv), tools=conv.tools,
+                                          chat_template=marked_template, tokenize=True, return_dict=True,
+                                          return_assistant_tokens_mask=True, **enc.hf_kwargs)
     except Exception as err:  # noqa: BLE001
         return Verdict("skipped", f"marked template raised {type(err).__name__}")
     if list(out["input_ids"]) != ours.input_ids.tolist():

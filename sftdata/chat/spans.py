@@ -40,8 +40,9 @@ from typing import Any
 from sftdata.reasons import Reason
 from sftdata.records import Problem
 
-_GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>)*")
-"""What may separate the end of the generation prompt from a located reply: whitespace and tags."""
+_GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>|\w{1,16}(?=<))*")
+"""What may separate the end of the generation prompt from a located reply: whitespace, tags, and a short
+word right before a tag (gpt-oss writes `<|channel|>final<|message|>` before the reply)."""
 _THINK_CLOSE = re.compile(r"\s*</[^<>\s]{1,40}>\s*")
 
 

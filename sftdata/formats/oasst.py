@@ -7,7 +7,7 @@ reply with the lowest `rank` (0 is best; unranked last, then file order). Messag
 or with `review_result: false` are dropped with their subtrees. A single message row
 (`{"message_id", "role", "text", "replies"}`, the `*_message.jsonl` export) is read as a tree root.
 Ids are `TREEID:LEAFID` (the last message kept). On the 100-tree fixture: 1,167 messages,
-400 assistant leaves and 226 user leaves, giving the conversations counted in notes/issue-2.md.
+400 assistant leaves and 226 unanswered user leaves: 400 + 164 = 564 conversations (`top`: 100).
 """
 
 from __future__ import annotations
@@ -34,28 +34,26 @@ def matches(row: Mapping[str, Any]) -> bool:
 
 
 def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
-    """One candidate per kept path (or one reject for a tree that cannot be walked)."""
+    """One candidate per kept path; a path through a malformed message is a reject, the others survive."""
     root = row.get("prompt") if "prompt" in row else row
     tree_id = row.get("message_tree_id") or (root.get("message_id") if isinstance(root, Mapping) else None)
     tree_id = str(tree_id) if tree_id is not None else None
     if not isinstance(root, Mapping):
         return [Candidate(None, [Problem(Reason.wrong_type, "`prompt` must be a message object with `replies`",
                                          "prompt")], tree_id)]
-    problems: list[Problem] = []
-    paths = list(_paths(root, [], "prompt", problems, options.oasst_paths == "top"))
-    if problems:
-        return [Candidate(None, problems, tree_id)]
     out: list[Candidate] = []
     seen: set[int] = set()
-    for path in paths:
-        while path and path[-1]["role"] != "assistant":
+    for path in _paths(root, [], "prompt", options.oasst_paths == "top"):
+        bad = path[-1].get("problem")
+        while bad is None and path and path[-1]["role"] != "assistant":
             path = path[:-1]
-        if not path:
-            continue
-        if path[-1]["node"] in seen:  # identity of the node object: ids in the data may repeat
+        if not path or path[-1]["node"] in seen:  # node identity: ids in the data may repeat
             continue
         seen.add(path[-1]["node"])
-        cid = f"{tree_id}:{path[-1]['id']}"
+        cid = ":".join(str(x) for x in (tree_id, path[-1]["id"]) if x is not None) or None
+        if bad is not None:
+            out.append(Candidate(None, [bad], cid))
+            continue
         messages = [{"role": n["role"], "content": n["text"]} for n in path]
         data = {"id": cid, "messages": messages, "metadata": {"tree_id": tree_id}}
         out.append(Candidate(data, [], cid, raw=data))
@@ -65,37 +63,45 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
     return out
 
 
-def _paths(node: Mapping[str, Any], prefix: list[dict[str, Any]], where: str, problems: list[Problem],
+def _paths(node: Mapping[str, Any], prefix: list[dict[str, Any]], where: str,
            top: bool) -> Iterator[list[dict[str, Any]]]:
-    if len(prefix) >= MAX_DEPTH:
-        problems.append(Problem(Reason.too_deep, f"tree deeper than {MAX_DEPTH} messages", where))
+    """Root-to-leaf paths; a malformed node ends its path with a `{"problem": ...}` entry."""
+    problem = _node_problem(node, where, len(prefix))
+    if problem is not None:
+        yield [*prefix, {"problem": problem, "node": id(node), "id": node.get("message_id")}]
         return
-    role = node.get("role")
-    text = node.get("text")
-    if not isinstance(role, str) or role not in ROLES:
-        problems.append(Problem(Reason.unknown_role, f"unknown role {role!r}; expected prompter or assistant",
-                                f"{where}.role"))
-        return
-    if not isinstance(text, str):
-        problems.append(Problem(Reason.wrong_type if text is not None else Reason.missing_field,
-                                "`text` must be text", f"{where}.text"))
-        return
-    here = [*prefix, {"role": ROLES[role], "content": text, "text": text, "id": node.get("message_id"),
-                       "node": id(node)}]
+    here = [*prefix, {"role": ROLES[node["role"]], "text": node["text"], "id": node.get("message_id"),
+                      "node": id(node)}]
     replies = node.get("replies") or []
-    if not isinstance(replies, list):
-        problems.append(Problem(Reason.wrong_type, "`replies` must be a list", f"{where}.replies"))
-        return
-    for i, r in enumerate(replies):
-        if not isinstance(r, Mapping):
-            problems.append(Problem(Reason.wrong_type, f"reply is a {type(r).__name__}, expected a message object",
-                                    f"{where}.replies[{i}]"))
-            return
     kept = [(i, r) for i, r in enumerate(replies) if not r.get("deleted") and r.get("review_result") is not False]
     if top and kept:
-        kept = [min(kept, key=lambda ir: (ir[1].get("rank") is None, ir[1].get("rank") or 0, ir[0]))]
+        kept = [min(kept, key=lambda ir: (_rank(ir[1]) is None, _rank(ir[1]) or 0, ir[0]))]
     if not kept:
         yield here
         return
     for i, child in kept:
-        yield from _paths(child, here, f"{where}.replies[{i}]", problems, top)
+        yield from _paths(child, here, f"{where}.replies[{i}]", top)
+
+
+def _node_problem(node: Mapping[str, Any], where: str, depth: int) -> Problem | None:
+    if depth >= MAX_DEPTH:
+        return Problem(Reason.too_deep, f"tree deeper than {MAX_DEPTH} messages", where)
+    role, text, replies = node.get("role"), node.get("text"), node.get("replies") or []
+    if not isinstance(role, str) or role not in ROLES:
+        return Problem(Reason.unknown_role, f"unknown role {role!r}; expected prompter or assistant", f"{where}.role")
+    if not isinstance(text, str):
+        return Problem(Reason.wrong_type if text is not None else Reason.missing_field,
+                       f"`text` must be text, got {type(text).__name__}", f"{where}.text")
+    if not isinstance(replies, list):
+        return Problem(Reason.wrong_type, f"`replies` must be a list, got {type(replies).__name__}",
+                       f"{where}.replies")
+    for i, reply in enumerate(replies):
+        if not isinstance(reply, Mapping):
+            return Problem(Reason.wrong_type, f"reply is a {type(reply).__name__}, expected a message object",
+                           f"{where}.replies[{i}]")
+    return None
+
+
+def _rank(node: Mapping[str, Any]) -> float | None:
+    rank = node.get("rank")
+    return rank if isinstance(rank, (int, float)) and not isinstance(rank, bool) else None

@@ -173,7 +173,10 @@ class RayJob(_Job):
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         actors = c.workers if c.workers > 1 else max(1, int(ray.cluster_resources().get("CPU", 1)))
-        dataset = ray.data.read_datasource(datasource(ranges)).map_batches(
+        # Reads take no CPU slot: they only cut bytes into lines, and one actor per CPU encodes. With
+        # read tasks asking for a CPU, a pool as large as the cluster starves them (measured: a hang).
+        dataset = ray.data.read_datasource(datasource(ranges), num_cpus=0,
+                                           override_num_blocks=len(ranges)).map_batches(
             EncodeRows, fn_constructor_args=(self.inputs, formats, self.stage, os.environ.get(CRASH_ENV)),
             batch_size=c.chunk_size, compute=ray.data.ActorPoolStrategy(size=actors))
         self.block_refs = dataset.to_arrow_refs()

@@ -73,8 +73,18 @@ def _is_plain_jsonl(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith((".jsonl", ".ndjson"))
 
 
-def plan_ranges(inputs: list[str], split: str | None = None, range_bytes: int = RANGE_BYTES) -> list[InputRange]:
-    """The read tasks for these inputs, in input order (the driver's only pass over the data)."""
+def plan_ranges(inputs: list[str], split: str | None = None, range_bytes: int | None = None) -> list[InputRange]:
+    """The read tasks for these inputs, in input order (the driver's only pass over the data).
+
+    Args:
+        inputs: the inputs as given.
+        split: the split of Hugging Face dataset inputs.
+        range_bytes: target bytes of one JSONL read task (default `RANGE_BYTES`).
+
+    Raises:
+        InputError: an input is missing or cannot be opened (the local reader's message).
+    """
+    range_bytes = range_bytes or RANGE_BYTES
     ranges: list[InputRange] = []
     for n, source in enumerate(inputs):
         path = Path(source)

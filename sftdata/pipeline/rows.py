@@ -42,9 +42,11 @@ def build_rows(input_ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray, d
     out_starts = np.concatenate([[0], np.cumsum(lens)])
     total = int(out_starts[-1])
     # position p of the output comes from starts[doc] + (p - out_starts[doc])
-    gather = np.repeat(starts - out_starts[:-1], lens) + np.arange(total, dtype=np.int64)
+    index = np.int32 if len(input_ids) < 2**31 else np.int64  # half the memory of the gather when it fits
+    gather = np.repeat((starts - out_starts[:-1]).astype(index), lens) + np.arange(total, dtype=index)
     ids_out = input_ids[gather]
     labels_out = labels[gather]
+    del gather
     labels_out[out_starts[:-1]] = IGNORE_INDEX
     doc_bounds = np.concatenate([[0], np.cumsum(docs_per_row)])
     row_offsets = out_starts[doc_bounds].astype(np.int32)

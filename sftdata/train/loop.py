@@ -197,6 +197,9 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, d = self.cfg, self.d
         start = 0
+        if not cfg.resume and any((cfg.out / "checkpoints").glob("step-??????")):
+            raise ConfigError(f"{cfg.out} already holds checkpoints of another run; pass --resume latest to continue "
+                              "it, or choose another --out")
         if cfg.resume:
             state = load_checkpoint(find_checkpoint(cfg.out, cfg.resume), self.model, self.optimizer, self.scheduler,
                                     rank=d.rank, sharded=self.sharded)
