@@ -251,3 +251,10 @@ def test_oasst_bad_reply_rejects_only_its_paths():
     assert items[1].problems[0].path == "prompt.replies[1].role"
     (top,) = to_records(rows_of(tree), "oasst", oasst_paths="top")
     assert isinstance(top, Reject)  # the best-ranked reply is the malformed one: said, not skipped
+
+
+def test_an_id_of_the_wrong_type_is_a_reject_not_a_lost_id():
+    (item,) = to_records(rows_of({"id": ["x"], "instruction": "q", "output": "a"}))
+    assert isinstance(item, Reject) and (item.problems[0].code, item.problems[0].path) == (Reason.wrong_type, "id")
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert one({"id": 12, "messages": msgs}).id == "12"

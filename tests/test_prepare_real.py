@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from sftdata.config import resolve_config
 from sftdata.prepare import prepare
 from sftdata.shards import iter_rows
@@ -58,6 +58,7 @@ def test_documents_are_exactly_the_template_ids(tmp_path: Path) -> None:
     assert checked > 100
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_bytes_with_the_real_engine(tmp_path: Path) -> None:
     a = prepare([str(EXAMPLE)], tmp_path / "a", _config(chunk_size=16))
     b = prepare([str(EXAMPLE)], tmp_path / "b", _config(chunk_size=16, workers=2))
@@ -78,6 +79,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list child processes")
 def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path) -> None:
     corpus = tmp_path / "big.jsonl"
@@ -113,9 +115,6 @@ def test_cli_json_is_one_line_and_exit_code_follows_the_reject_limit(tmp_path: P
     payload = json.loads(lines[0])
     assert payload["counts"]["rejected"] == 3 and payload["exit_code"] == 1 and "total_s" in payload["timings"]
     assert (tmp_path / "a" / "manifest.json").is_file()
-    lenient = subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--max-reject-fraction", "0.05"],
-                             capture_output=True, text=True)
-    assert lenient.returncode == 0
     bad = subprocess.run([*cmd, "--out", str(tmp_path / "c"), "--masking", "nope", "--too-long", "chop"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "mask.masking" in bad.stderr and "too_long" in bad.stderr

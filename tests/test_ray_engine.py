@@ -123,7 +123,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return [str(jsonl), str(parquet)]
 
 
-CONFIG = {"tokenizer": TOKENIZER, "max_length": 256, "too_long": "truncate", "pack_window": 60,
+CONFIG = {"tokenizer": TOKENIZER, "max_length": 128, "too_long": "truncate", "pack_window": 60,
           "rows_per_shard": 9, "chunk_size": 16, "max_reject_fraction": 0.5, "seed": 7}
 
 

@@ -93,6 +93,22 @@ def load_manifest(folder: Path) -> Manifest:
                          f"{err.errors(include_url=False)[0]['msg']})") from None
 
 
+def check_tokenizer_files(path: str, folder: Path, manifest: Manifest, findings: Findings) -> None:
+    """Warn when the tokenizer's files differ from the ones prepare hashed (ids may then differ too)."""
+    from sftdata.fingerprint import tokenizer_files
+
+    found = resolve_input(path, folder)
+    if found is None or not manifest.tokenizer.files:
+        return
+    name = ("tokenizer_files", "the tokenizer's files are the ones prepare used (sha256)")
+    findings.check(*name, len(manifest.tokenizer.files), Severity.warning)
+    now = tokenizer_files(str(found))
+    for file, digest in sorted(manifest.tokenizer.files.items()):
+        if now.get(file) != digest:
+            findings.fail(Finding(name[0], Severity.warning, f"tokenizer file {file} differs from the one prepare "
+                                  "used", expected=digest, found=now.get(file, "missing")))
+
+
 def make_rules(tok: Any, settings: RenderSettings, probes: ProbeResult, truncated: set[str]) -> TokenRules:
     return TokenRules(eot_ids=probes.eot_ids, bos_id=probes.bos_id, train_eot=settings.train_eot,
                       masking=settings.masking, truncated_docs=frozenset(truncated), token_text=token_namer(tok))
@@ -118,6 +134,7 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     timings: dict[str, float] = {}
     existing = check_files(folder, manifest, findings)
     tok = load_tokenizer(tokenizer or manifest.tokenizer.path, folder)
+    check_tokenizer_files(tokenizer or manifest.tokenizer.path, folder, manifest, findings)
     settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
     renderer = Renderer(tok, settings)
     probes = run_probes(renderer)

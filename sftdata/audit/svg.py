@@ -41,7 +41,7 @@ def bar_chart(hist: dict[str, Any], *, title: str, xlabel: str, color: str = "#4
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
-                     f'{compact(peak * frac)}</text>')
+                     f'{compact(round(peak * frac))}</text>')
     for i, count in enumerate(counts):
         h = plot_h * count / peak
         x = left + i * bar_w

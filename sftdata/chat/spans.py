@@ -21,8 +21,8 @@ Two methods, both required to agree:
 The span of a trained turn is `[generation prompt end, end-of-turn end)`, so it holds the reasoning,
 content, tool calls and any closing text the template writes, but no role header. Then:
 - an empty think block the template injects (`<think>\n\n</think>\n\n`, Qwen3) is never trained: when
-  the turn has no located reasoning, text between the generation prompt and the reply that is more than
-  whitespace is template-injected and the span starts at the reply;
+  the turn has no located reasoning and such a block sits between the generation prompt and the reply,
+  the span starts at the reply; other markup there (gpt-oss `<|channel|>final<|message|>`) is trained;
 - `train_reasoning=False` starts the span after the think block's closing tag;
 - `train_eot=False` ends it where the end-of-turn text begins.
 The engine maps spans to tokens (`engine.py`) and checks the last supervised token *is* the end-of-turn
@@ -43,6 +43,7 @@ from sftdata.records import Problem
 _GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>|\w{1,16}(?=<))*")
 """What may separate the end of the generation prompt from a located reply: whitespace, tags, and a short
 word right before a tag (gpt-oss writes `<|channel|>final<|message|>` before the reply)."""
+_EMPTY_THINK = re.compile(r"<(think|thinking|reasoning|thought)>\s*</\1>")
 _THINK_CLOSE = re.compile(r"\s*</[^<>\s]{1,40}>\s*")
 
 
@@ -224,8 +225,8 @@ def plan_spans(text: str, messages: Sequence[dict[str, Any]], trained: Sequence[
             return Problem(Reason.mask_methods_disagree, f"turn {i}: the located reply starts {len(gap)} characters "
                            f"after the generation prompt ends, across {gap[:60]!r}", f"messages[{i}]")
         span_start = start
-        if reply.reasoning is None and gap.strip():
-            span_start = reply.first  # template-injected markup, e.g. an empty <think></think> block
+        if reply.reasoning is None and _EMPTY_THINK.search(gap):
+            span_start = reply.first  # a template-injected empty <think></think> block is never trained
         elif reply.reasoning is not None and not train_reasoning:
             close = _THINK_CLOSE.match(text, reply.reasoning[1])
             span_start = close.end() if close else reply.reasoning[1]

@@ -28,6 +28,10 @@ expected and found); 2 unreadable input or bad arguments.
 """
 
 
+TERMINAL_PER_CHECK = 5
+"""Located failures printed per check; --json and --report hold more."""
+
+
 def register(app: typer.Typer) -> None:
     app.command("audit", epilog=EPILOG, no_args_is_help=True)(audit)
 
@@ -96,12 +100,20 @@ def _print_summary(err, result, report_path: str | None) -> None:
     err.print(table)
     for f in result.probes:
         err.print(f"  [cyan]template[/] {f.message}", highlight=False)
+    shown: dict[str, int] = {}
     for f in result.findings.items:
         if f.severity == "info":
+            continue
+        shown[f.check] = shown.get(f.check, 0) + 1
+        if shown[f.check] > TERMINAL_PER_CHECK:
             continue
         color = "red" if f.severity == "error" else "yellow"
         detail = f" expected {f.expected!r}, found {f.found!r}" if f.expected is not None or f.found is not None else ""
         err.print(f"  [{color}]{f.check}[/] {f.where()}: {f.message}.{detail}", highlight=False, soft_wrap=True)
+    for check, n in shown.items():
+        total = result.findings.checks[check].failed if check in result.findings.checks else n
+        if total > TERMINAL_PER_CHECK:
+            err.print(f"  [dim]{check}: {total - TERMINAL_PER_CHECK:,} more (see --json or --report)[/]")
     verdict = "[green]passed[/]" if result.passed else f"[red]FAILED ({result.findings.errors:,} problems)[/]"
     extra = f"; report: {report_path}" if report_path else ""
     err.print(f"audit {verdict} in {result.timings.get('total_s', 0):.1f} s{extra}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import Candidate, FormatOptions, require_text, row_id, split_think, system_message
+from sftdata.formats.base import Candidate, FormatOptions, id_field, require_text, row_id, split_think, system_message
 from sftdata.reasons import Reason
 from sftdata.records import Problem
 
@@ -40,7 +40,7 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
         assistant["reasoning"] = reasoning
     messages += [{"role": "user", "content": user}, assistant]
     rid = row_id(row)
-    return [Candidate(None if problems else {"id": rid, "messages": messages}, problems, rid)]
+    return [Candidate(None if problems else {"id": id_field(row), "messages": messages}, problems, rid)]
 
 
 def _history(history: Any, problems: list[Problem]) -> list[dict[str, Any]]:

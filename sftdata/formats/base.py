@@ -46,13 +46,20 @@ class FormatOptions:
 
 
 def row_id(row: Mapping[str, Any], key: str = "id") -> str | None:
-    """The row's id as a string (numbers stringified), or None."""
+    """The row's id as a string (whole numbers stringified), or None when absent or not an id."""
     value = row.get(key)
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (str, int)):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def id_field(row: Mapping[str, Any]) -> Any:
+    """The `id` to put in the normal form: `row_id`, or the raw value when it is not one (so that the record
+    is rejected as `wrong_type` instead of silently losing its id)."""
+    rid = row_id(row)
+    return rid if rid is not None else row.get("id")
 
 
 def require_text(row: Mapping[str, Any], key: str, problems: list[Problem], *, required: bool = True) -> str:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import THINK_OPEN, Candidate, FormatOptions, row_id, split_think, weight_to_train
+from sftdata.formats.base import THINK_OPEN, Candidate, FormatOptions, id_field, row_id, split_think, weight_to_train
 from sftdata.reasons import Reason
 from sftdata.records import Problem, flatten_content
 
@@ -48,10 +48,11 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
         return [Candidate(None, [Problem(Reason.wrong_type, f"`messages` must be a list, got {type(msgs).__name__}",
                                          "messages")], rid)]
     if _is_plain(row, msgs):
-        return [Candidate(row if isinstance(row.get("id"), (str, type(None))) else {**row, "id": rid}, [], rid)]
+        return [Candidate(row if isinstance(row.get("id"), (str, type(None))) else {**row, "id": id_field(row)}, [],
+                          rid)]
     problems: list[Problem] = []
     out = [normalize_message(m, f"messages[{i}]", problems) for i, m in enumerate(msgs)]
-    data = {"id": rid, "messages": out, "tools": row.get("tools")}
+    data = {"id": id_field(row), "messages": out, "tools": row.get("tools")}
     if isinstance(row.get("metadata"), Mapping):
         data["metadata"] = row["metadata"]
     return [Candidate(None if problems else data, problems, rid)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import Candidate, FormatOptions, row_id, split_think, system_message
+from sftdata.formats.base import Candidate, FormatOptions, id_field, row_id, split_think, system_message
 from sftdata.formats.messages import normalize_message
 from sftdata.reasons import Reason
 from sftdata.records import Problem
@@ -34,7 +34,7 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
     key = next((k for k in COMPLETION_KEYS if k in row), "completion")
     messages += _side(row, key, "assistant", problems)
     rid = row_id(row)
-    return [Candidate(None if problems else {"id": rid, "messages": messages}, problems, rid)]
+    return [Candidate(None if problems else {"id": id_field(row), "messages": messages}, problems, rid)]
 
 
 def _side(row: Mapping[str, Any], key: str, role: str, problems: list[Problem]) -> list[dict[str, Any]]:

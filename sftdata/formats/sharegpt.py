@@ -15,7 +15,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import Candidate, FormatOptions, row_id, split_think, system_message, weight_to_train
+from sftdata.formats.base import (
+    Candidate,
+    FormatOptions,
+    id_field,
+    row_id,
+    split_think,
+    system_message,
+    weight_to_train,
+)
 from sftdata.formats.messages import normalize_tool_call
 from sftdata.reasons import Reason
 from sftdata.records import Problem, flatten_content
@@ -94,7 +102,7 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
                 if train is not None:
                     message["train"] = train
         messages.append(message)
-    data = {"id": rid, "messages": messages, "tools": row.get("tools")}
+    data = {"id": id_field(row), "messages": messages, "tools": row.get("tools")}
     return [Candidate(None if problems else data, problems, rid)]
 
 

@@ -225,6 +225,10 @@ class RayJob(_Job):
                 starts=np.array([p[2] for p in picked], dtype=np.int64))
 
     # -- where a window's parts are written ---------------------------------------------------------
+    def _flush(self, final: bool) -> None:
+        self._open_parts = self.window.parts  # where the window's tokens are (the local job drops the window)
+        super()._flush(final)
+
     def _write_parts(self, plan: list[list[int]], ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
                      doc_ids: list[str]) -> list[dict[str, Any]]:
         import ray
@@ -232,7 +236,7 @@ class RayJob(_Job):
         shards: list[dict[str, Any]] = []
         if not plan:
             return shards
-        parts = self.window.parts
+        parts = self._open_parts
         blocks = np.concatenate([b.blocks[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
         rows = np.concatenate([b.rows[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
         starts = np.concatenate([b.starts[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]

@@ -67,8 +67,13 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def wrap(model: torch.nn.Module, d: Dist, parallel: Parallel, bf16: bool) -> torch.nn.Module:
-    """DDP or FSDP2 wrapper when world > 1 (FSDP2 also on one rank if asked, for memory)."""
+    """DDP when world > 1; FSDP2 when asked (needs torchrun, even for one rank)."""
     if parallel == Parallel.fsdp:
+        if not dist.is_initialized():
+            from sftdata.errors import ConfigError
+
+            raise ConfigError("parallel: fsdp shards the model over ranks; launch with torchrun "
+                              "(e.g. `torchrun --nproc-per-node 8 -m sftdata train ...`), or use parallel: ddp")
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
