@@ -87,14 +87,15 @@ def main() -> None:
         }
         times: dict[str, list[float]] = {k: [] for k in [*cmds, *([] if args.no_trl else trl)]}
         last: dict[str, str] = {}
-        for run in range(max(args.runs, args.trl_runs)):
-            for name, cmd in [*cmds.items(), *([] if args.no_trl else trl.items())]:
-                if run >= (args.trl_runs if name.startswith("trl") else args.runs):
-                    continue
-                seconds, line = timed(cmd)
-                times[name].append(seconds)
-                last[name] = line
-                print(f"run {run}: {name} {seconds:.2f} s", file=sys.stderr)
+        # the floor and sftdata alternate first (the figures that matter most), TRL's slow runs come last
+        schedule = [(run, name, cmd) for run in range(args.runs) for name, cmd in cmds.items()]
+        if not args.no_trl:
+            schedule += [(run, name, cmd) for run in range(args.trl_runs) for name, cmd in trl.items()]
+        for run, name, cmd in schedule:
+            seconds, line = timed(cmd)
+            times[name].append(seconds)
+            last[name] = line
+            print(f"run {run}: {name} {seconds:.2f} s {line}", file=sys.stderr, flush=True)
         same = _same_bytes(Path(tmp, "w1"), Path(tmp, "w2"))
     median = {k: statistics.median(v) for k, v in times.items() if v}
     floor = median["floor"]

@@ -19,6 +19,7 @@ import collections
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,6 +86,7 @@ def survey_templates(rows: int | None) -> dict:
     tokenizers: dict[str, object] = {}
     report: dict[str, dict] = {}
     for name, text in all_templates()[:rows]:
+        started = time.perf_counter()
         tok_name = tokenizer_for(name)
         tok = tokenizers.setdefault(tok_name, load_tokenizer(tok_name))
         entry = {"tokenizer": tok_name}
@@ -119,6 +121,7 @@ def survey_templates(rows: int | None) -> dict:
         entry.update(status="pass" if ok else ("no_record_renders" if rendered == 0 else "fail"),
                      counts=dict(counts), failures=failures[:3])
         report[name] = entry
+        print(f"  {entry['status']:18s} {name} [{tok_name}] {time.perf_counter() - started:.1f}s", flush=True)
     return report
 
 

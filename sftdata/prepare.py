@@ -380,7 +380,8 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
     if config.tokenizer is None:
         raise ConfigError("no tokenizer: pass --tokenizer FOLDER_OR_HUB_ID or set `tokenizer:` in the config")
     out = Path(out)
-    if out.exists():
+    already_done = resume and not overwrite and (out / MANIFEST_NAME).is_file()
+    if out.exists() and not already_done:
         if not overwrite:
             finished = (out / MANIFEST_NAME).is_file()
             what = "a finished sftdata folder" if finished else "a folder that is not a finished sftdata output"
@@ -394,6 +395,12 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
         job_class = RayJob
     job = job_class(list(inputs), out, config, resume, on_progress, encoder_factory)
     job.describe()
+    if already_done:  # `--resume` after the run finished: nothing to do if it is this job's output
+        manifest = Manifest.load(out)
+        if manifest.fingerprint != job.fingerprint:
+            raise ConfigError(f"{out} is a finished folder of another job (fingerprint differs); choose another "
+                              "--out, or pass --overwrite to replace it")
+        return PrepareResult(out, manifest, {"total_s": round(time.perf_counter() - start, 3)}, resumed=True)
     journal = Journal(job.folder, job.fingerprint)
     resumed = False
     if resume and job.folder.is_dir():

@@ -95,8 +95,8 @@ def write_folder(tmp: Path, tok, rows_plan: list[list[int]] | None = None, n_sha
     return out
 
 
-def write_shard(path: Path, rows: dict) -> None:
-    meta = {"sftdata": json.dumps({"format_version": 1, "fingerprint": "f" * 64})}
+def write_shard(path: Path, rows: dict, meta: dict | None = None) -> None:
+    meta = meta or {"sftdata": json.dumps({"format_version": 1, "fingerprint": "f" * 64})}
     schema = pa.schema([pa.field("input_ids", pa.list_(pa.int32())), pa.field("labels", pa.list_(pa.int32())),
                         pa.field("doc_lens", pa.list_(pa.int32())), pa.field("doc_ids", pa.list_(pa.string()))],
                        metadata=meta)

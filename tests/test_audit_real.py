@@ -6,9 +6,9 @@ OASST paths, identity, Dolly via a column map) and the tool datasets (glaive en/
 Every document is re-derived from its source record by the audit's own method and must match the
 writer's ids and mask token for token.
 
-Tool calls with Qwen2.5 / Qwen3 / Llama 3.1 are marked xfail: the audit finds that the writer leaves
-the start of a tool call (`<tool_call>\\n{"name": "`) out of the loss, and names each place (see
-notes/issue-5.md). When the writer is fixed these turn into unexpected passes.
+The tool datasets were the audit's first catch: the writer once left the start of a tool call
+(`<tool_call>\\n{"name": "`) out of the loss with Qwen2.5, Qwen3 and Llama 3.1; the audit named every
+place (notes/issue-5.md) and the engine was fixed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from conftest import DATASETS, TOKENIZER_NAMES, requires_shared
+from test_audit import read_shard, refresh_manifest, write_shard
 
 from sftdata.audit import audit_prepared
 
@@ -26,7 +28,6 @@ CHAT = ["llama_factory/alpaca_en_demo.json", "llama_factory/alpaca_zh_demo.json"
 TOOLS = ["llama_factory/glaive_toolcall_en_demo.json", "llama_factory/glaive_toolcall_zh_demo.json",
          "llama_factory/reason_tool_use_demo_50.jsonl"]
 ROWS = 6
-TOOL_CALL_BUG = {"qwen2.5-instruct", "qwen3", "llama3.1-instruct"}
 
 pytestmark = [requires_shared, pytest.mark.shared]
 
@@ -70,9 +71,7 @@ def test_chat_datasets_pass(tmp_path, tokenizer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tokenizer", [pytest.param(t, marks=pytest.mark.xfail(
-    t in TOOL_CALL_BUG, reason="writer leaves the start of tool calls unsupervised (found by this audit)",
-    strict=False)) for t in TOKENIZER_NAMES])
+@pytest.mark.parametrize("tokenizer", TOKENIZER_NAMES)
 def test_tool_datasets_pass(tmp_path, tokenizer):
     inputs = [_subset(rel, tmp_path, ROWS) for rel in TOOLS]
     report = audit_prepared(_prepare(tmp_path, tokenizer, inputs), sample=0)
@@ -87,3 +86,21 @@ def test_dolly_with_column_map_passes(tmp_path):
     assert report.passed, _errors(report)
     assert report.findings.checks["mask_match"].checked == 7
     assert any(f.check == "template:date" and "pinned" in f.message for f in report.probes)
+
+
+@pytest.mark.slow
+def test_untrained_tool_call_start_is_caught(tmp_path):
+    """The writer bug the audit found once: `<tool_call>` left out of the loss. Reproduce it in a shard."""
+    out = _prepare(tmp_path, "qwen2.5-instruct", [_subset(TOOLS[0], tmp_path, ROWS)])
+    shard = out / "shard-00000-of-00001.arrow"
+    rows = read_shard(shard)
+    row = next(i for i, r in enumerate(rows["labels"]) if 151657 in r)  # a trained <tool_call>
+    p = rows["labels"][row].index(151657)
+    rows["labels"][row][p] = -100
+    with pa.memory_map(str(shard)) as src:  # keep the writer's schema metadata (its fingerprint)
+        metadata = pa.ipc.open_stream(src).schema.metadata
+    write_shard(shard, rows, metadata)
+    refresh_manifest(out)
+    report = audit_prepared(out, sample=0)
+    (f,) = [f for f in report.findings.items if f.check == "mask_match"]
+    assert f.row == row and f.position == p and "<tool_call>" in f.expected and f.found.startswith("not supervised")

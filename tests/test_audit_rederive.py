@@ -1,4 +1,4 @@
-"""The audit's own mask derivation (prefix renders), read by eye: supervised tokens decode to the reply + end-of-turn."""
+"""The audit's own mask derivation (prefix renders), read by eye: supervised tokens decode to reply + EOT."""
 
 from __future__ import annotations
 

@@ -232,6 +232,15 @@ def test_killed_run_is_never_finished_and_resumes_byte_identical(corpus: Path, t
     assert folder_bytes(out) == expected
 
 
+def test_resume_of_a_finished_run_is_a_no_op(corpus: Path, tmp_path: Path) -> None:
+    first = run(corpus, tmp_path / "out")
+    before = folder_bytes(tmp_path / "out")
+    again = run(corpus, tmp_path / "out", resume=True)
+    assert again.resumed and again.manifest == first.manifest and folder_bytes(tmp_path / "out") == before
+    with pytest.raises(ConfigError, match="another job"):
+        run(corpus, tmp_path / "out", seed=5, resume=True)
+
+
 def test_resume_twice_after_two_kills(corpus: Path, tmp_path: Path) -> None:
     expected = folder_bytes(run(corpus, tmp_path / "ref", pack_window=100, rows_per_shard=20).out)
     out = tmp_path / "out"

@@ -25,6 +25,8 @@ Examples:
 
   sftdata prepare big.jsonl --tokenizer ./tok --out out/big --resume     # after an interrupted run
 
+  sftdata prepare big.jsonl --tokenizer ./tok --out out/big --engine ray --ray-address auto   # on a Ray cluster
+
 Output: OUT/shard-00000-of-0000N.arrow (Arrow IPC stream), OUT/rejects.jsonl, OUT/manifest.json (written
 last; the folder is OUT.incomplete/ until the run completes).
 Exit codes: 0 done; 1 done but the reject fraction is above --max-reject-fraction; 2 bad arguments or input.
@@ -87,6 +89,10 @@ def prepare(
                                    show_default=False)] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", help="Processes that render and tokenize "
                        "(default 1).", show_default=False)] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="local (default) or ray: Ray Data on a Ray cluster "
+                      "(pip install 'sftdata[ray]'); same output bytes.", show_default=False)] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join with --engine ray "
+                           "(default: start a local Ray).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in OUT.incomplete/.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing OUT.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; no table.")] = False,
@@ -112,7 +118,8 @@ def prepare(
             "tokenizer": tokenizer, "format": format, "column_map": _column_map(column_map), "split": split,
             "oasst_paths": oasst_paths, "max_length": max_length, "too_long": too_long, "pack": pack,
             "pack_window": pack_window, "shuffle": shuffle, "seed": seed, "rows_per_shard": rows_per_shard,
-            "max_reject_fraction": max_reject_fraction, "workers": workers,
+            "max_reject_fraction": max_reject_fraction, "workers": workers, "engine": engine,
+            "ray_address": ray_address,
             "mask": {"masking": masking, "control_tokens": control_tokens, "train_eot": train_eot,
                      "train_reasoning": train_reasoning, "template_kwargs": kwargs, "date": date,
                      "chat_template": chat_template, "prompt_format": prompt_format},
