@@ -30,7 +30,8 @@ FIXTURES = ROOT.parent / "shared" / "fixtures"
 sys.path.insert(0, str(ROOT))
 
 FAMILIES = [  # first match wins: substring of the template's path/name -> fixture tokenizer
-    ("qwen3", "qwen3"), ("nemotron", "qwen3"), ("glm", "qwen3"), ("qwen", "qwen2.5-instruct"), ("llama-3", "llama3.1-instruct"), ("llama3", "llama3.1-instruct"),
+    ("qwen3", "qwen3"), ("nemotron", "qwen3"), ("glm", "qwen3"), ("qwen", "qwen2.5-instruct"),
+    ("llama-3", "llama3.1-instruct"), ("llama3", "llama3.1-instruct"),
     ("llama-2", "tinyllama-1.1b-chat"), ("llama2", "tinyllama-1.1b-chat"), ("hermes", "llama3.1-instruct"),
     ("firefunction", "llama3.1-instruct"), ("functionary", "llama3.1-instruct"), ("gemma", "gemma-3"),
     ("mistral-instruct", "mistral-7b-instruct-v0.2"), ("mistral_v1", "mistral-7b-instruct-v0.2"),

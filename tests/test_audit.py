@@ -55,15 +55,16 @@ def _encode(tok, conv: dict) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
-def write_folder(tmp: Path, tok, rows_plan: list[list[int]] | None = None, n_shards: int = 2) -> Path:
+def write_folder(tmp: Path, tok, rows_plan: list[list[int]] | None = None, n_shards: int = 2,
+                 conversations: list[dict] = CONVERSATIONS) -> Path:
     """A prepared-like folder: input JSONL, tokenizer, shards and manifest (checksums right)."""
     tok_dir = tmp / "tok"
     tok.save_pretrained(tok_dir)
     data = tmp / "data.jsonl"
-    data.write_text("".join(json.dumps(c) + "\n" for c in CONVERSATIONS), encoding="utf-8")
+    data.write_text("".join(json.dumps(c) + "\n" for c in conversations), encoding="utf-8")
     out = tmp / "out"
     out.mkdir()
-    docs = [_encode(tok, c) for c in CONVERSATIONS]
+    docs = [_encode(tok, c) for c in conversations]
     rows_plan = rows_plan or [[0, 2], [1], [3]]
     per_shard = [rows_plan[i::n_shards] for i in range(n_shards)]
     shards = []
@@ -73,7 +74,7 @@ def write_folder(tmp: Path, tok, rows_plan: list[list[int]] | None = None, n_sha
             rows["input_ids"].append([t for d in row for t in docs[d][0]])
             rows["labels"].append([t for d in row for t in docs[d][1]])
             rows["doc_lens"].append([len(docs[d][0]) for d in row])
-            rows["doc_ids"].append([CONVERSATIONS[d]["id"] for d in row])
+            rows["doc_ids"].append([conversations[d]["id"] for d in row])
         name = shard_name(s, n_shards)
         write_shard(out / name, rows)
         shards.append(shard_info(out / name))
@@ -359,3 +360,11 @@ def test_audit_never_loads_the_writer(folder):
             "'sftdata.chat.template', 'sftdata.prepare', 'sftdata.pipeline'))]; print(r.passed, bad)")
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "True []", out.stderr[-2000:]
+
+
+def test_duplicated_doc_ids_pair_with_the_matching_copy(tmp_path, test_tokenizer):
+    convs = [{**c, "id": "dup" if i in (0, 3) else c["id"]} for i, c in enumerate(CONVERSATIONS)]
+    folder = write_folder(tmp_path, test_tokenizer, rows_plan=[[3, 2], [1], [0]], conversations=convs)
+    report = audit_prepared(folder)
+    assert report.passed, [f.to_json() for f in report.findings.items if f.severity == "error"]
+    assert report.findings.checks["mask_match"].checked == 4

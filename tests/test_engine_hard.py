@@ -121,7 +121,8 @@ def test_mistral_v3_system_merged_into_last_user_turn():
 
 def test_qwen3_reasoning_history_and_empty_think_block():
     enc = encoder("qwen3")
-    conv = make([u("q1"), a("answer one", reasoning="old thoughts"), u("q2"), a("answer two", reasoning="new thoughts")])
+    conv = make([u("q1"), a("answer one", reasoning="old thoughts"),
+                 u("q2"), a("answer two", reasoning="new thoughts")])
     [ex] = enc.encode_batch([conv])
     assert ex.input_ids.tolist() == hf_ids(enc, conv)
     runs = [enc.tokenizer.decode(r) for r in supervised_runs(ex)]

@@ -168,6 +168,9 @@ class MaskDeriver:
             generated = turn[len(prompt):]
         else:  # e.g. DeepSeek: the prompt ends with `<think>\n`, a reply without reasoning renders none
             common = len(os.path.commonprefix([prompt, turn]))
+            tag = prompt.rfind("<", 0, common + 1)
+            if tag > prompt.rfind(">", 0, common):  # the renders part inside a tag: back up to its start
+                common = tag
             if not OPENER_RE.fullmatch(prompt[common:]):
                 return "the template rewrites history: the generation prompt is not a prefix of the turn"
             generated = turn[common:]

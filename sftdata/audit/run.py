@@ -201,10 +201,13 @@ def rederive_documents(views: list[TokenView], manifest: Manifest, folder: Path,
                 if (record.source, record.index) not in rejected:
                     missing.append(record)
                 continue
+            truncated = record.doc_id in rules.truncated_docs
+            if len(places) > 1:  # a duplicated doc_id: pair the record with the copy that matches it, if any
+                places.sort(key=lambda p: compare_document(views[p[0]], p[1], result, truncated, Findings(),
+                                                           rules.token_text) is not True)
             v, d = places[0]
             seen.add((v, d))
-            outcome = compare_document(views[v], d, result, record.doc_id in rules.truncated_docs, findings,
-                                       rules.token_text)
+            outcome = compare_document(views[v], d, result, truncated, findings, rules.token_text)
             if outcome is not True and len(wrong) < WRONG_SHOWN:
                 wrong.append((v, d, outcome if isinstance(outcome, np.ndarray) else None))
     for note in notes:

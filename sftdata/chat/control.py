@@ -113,5 +113,17 @@ def encode_marked(tokenizer: Any, marked_text: str, split_re: re.Pattern[str]
     return "".join(clean), ids, offsets
 
 
+def transformers_marked_ids(tokenizer: Any, marked_text: str) -> list[int] | None:
+    """The ids transformers' own `encode_marked_chat` gives (None where this transformers lacks it)."""
+    try:
+        from transformers.utils.chat_template_utils import encode_marked_chat
+    except ImportError:  # pragma: no cover - transformers < 5.2
+        return None
+    try:
+        return list(encode_marked_chat(tokenizer, marked_text))
+    except ValueError:
+        return None
+
+
 def _offsets(enc: Encoding) -> list[tuple[int, int]]:
     return list(enc.offsets)

@@ -40,9 +40,10 @@ from typing import Any
 from sftdata.reasons import Reason
 from sftdata.records import Problem
 
-_GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>|\w{1,16}(?=<))*")
+_GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>|\w{1,16}(?=\s*<))*")
 """What may separate the end of the generation prompt from a located reply: whitespace, tags, and a short
-word right before a tag (gpt-oss writes `<|channel|>final<|message|>` before the reply)."""
+word right before a tag (gpt-oss writes `<|channel|>final<|message|>` before the reply; Gemma 4's
+generation prompt ends in an empty `<|channel>thought\n<channel|>` the full render lacks)."""
 _EMPTY_THINK = re.compile(r"<(think|thinking|reasoning|thought)>\s*</\1>")
 _THINK_CLOSE = re.compile(r"\s*</[^<>\s]{1,40}>\s*")
 

@@ -8,7 +8,8 @@ so that every later step is the same), then the tokenizer's own template. No tem
 The `TemplateProfile` is computed once per template by rendering tiny probe conversations:
 - `eot_texts`: the control token(s) the template writes right after an assistant reply (`<|im_end|>`,
   `<|eot_id|>`, `<end_of_turn>`, `</s>`, `<|end|>`...): the first added token in the text that follows
-  a probe reply. Templates that close a reply with plain text get that text (stripped) instead.
+  a probe reply; else its first `<tag>` (a template used with a tokenizer of another family); else the
+  plain closing text (stripped).
 - `string_arguments`: DeepSeek-style templates concatenate `tool_call.function.arguments` as a string
   and fail on the JSON object our records hold; for those the arguments are passed as compact JSON
   text (`json.dumps`), which is what such a model was trained on.
@@ -19,6 +20,7 @@ The `TemplateProfile` is computed once per template by rendering tiny probe conv
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from sftdata.errors import TemplateError
 PROBE_USER = "Q7probe user text"
 PROBE_REPLY = "A9probe reply text"
 PROBE_TOOL = "probe_tool_fn"
+_TAG = re.compile(r"<[^<>\s]{1,40}>")
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,13 @@ def profile_template(template: jinja2.Template, base_vars: dict[str, Any], added
                             "is it a chat template?")
     tail = text[text.rindex(PROBE_REPLY) + len(PROBE_REPLY):]
     found = sorted((tail.find(t), -len(t), t) for t in added_tokens if t and not t.isspace() and t in tail)
-    eot: tuple[str, ...] = (found[0][2],) if found else ((tail.strip(),) if tail.strip() else ())
+    tag = _TAG.search(tail)
+    if found:
+        eot: tuple[str, ...] = (found[0][2],)
+    elif tag:  # the template's control text is not a token of this tokenizer: its first tag closes the turn
+        eot = (tag.group(0),)
+    else:
+        eot = (tail.strip(),) if tail.strip() else ()
 
     call = {"id": "call_0", "type": "function", "function": {"name": PROBE_TOOL, "arguments": {"x": 1}}}
     reply = {"role": "assistant", "content": "", "tool_calls": [call]}

@@ -51,6 +51,8 @@ def audit(
                        "(assistant, last, all).")] = "assistant",
     no_train_eot: Annotated[bool, typer.Option("--no-train-eot", help="Other tools' datasets: end-of-turn tokens "
                             "are meant to be untrained.")] = False,
+    date: Annotated[str | None, typer.Option("--date", help="Other tools' datasets: the date the template printed "
+                    "(Llama 3.x 'Today Date'), e.g. '26 Jul 2024'; default: today.", show_default=False)] = None,
     shards_only: Annotated[bool, typer.Option("--shards-only", help="Skip re-deriving documents from the inputs "
                            "(faster; the shard invariants still run).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -73,7 +75,7 @@ def audit(
                                      "--tokenizer (and --chat-template if it used its own)")
         else:
             result = audit_dataset(path, tokenizer, chat_template=chat_template, sample=sample, masking=masking,
-                                   train_eot=not no_train_eot)
+                                   train_eot=not no_train_eot, date=date)
     except SftdataError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
