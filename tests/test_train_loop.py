@@ -46,11 +46,13 @@ def test_four_micro_steps_of_one_row_equal_one_step_of_four_rows(tmp_path):
     ga, gb = grads(accum.model), grads(whole.model)
     for name in ga:
         torch.testing.assert_close(ga[name], gb[name], rtol=1e-4, atol=1e-7, msg=name)
-    # and the full optimizer step lands on the same weights
+    # and the AdamW step lands on the same weights; Adam's first step is about lr * sign(grad), so an
+    # element whose gradient is within fp32 rounding of 0 may move differently: allow 0.1% of them
     accum.apply()
     whole.apply()
-    for (name, pa_), pb in zip(accum.model.named_parameters(), whole.model.parameters(), strict=True):
-        torch.testing.assert_close(pa_, pb, rtol=0, atol=1e-5, msg=name)
+    flat_a = torch.cat([p.detach().flatten() for p in accum.model.parameters()])
+    flat_b = torch.cat([p.detach().flatten() for p in whole.model.parameters()])
+    assert (flat_a - flat_b).abs().gt(1e-6).float().mean() < 1e-3
 
 
 def test_mean_of_micro_batch_means_would_differ(tmp_path):
