@@ -76,7 +76,7 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(FIXTURES / "tokenizers" / name)
 
 
-def survey_templates(rows: int | None) -> dict:
+def survey_templates(rows: int | None, start: int = 0) -> dict:
     from sftdata.chat.compare import check_example, hf_ids, pinned_clock
     from sftdata.chat.engine import ChatEncoder
     from sftdata.chat.options import MaskOptions
@@ -86,7 +86,7 @@ def survey_templates(rows: int | None) -> dict:
     convs = survey_conversations()
     tokenizers: dict[str, object] = {}
     report: dict[str, dict] = {}
-    for name, text in all_templates()[:rows]:
+    for name, text in all_templates()[start:rows]:
         started = time.perf_counter()
         tok_name = tokenizer_for(name)
         tok = tokenizers.setdefault(tok_name, load_tokenizer(tok_name))
@@ -122,7 +122,9 @@ def survey_templates(rows: int | None) -> dict:
         entry.update(status="pass" if ok else ("no_record_renders" if rendered == 0 else "fail"),
                      counts=dict(counts), failures=failures[:3])
         report[name] = entry
-        print(f"  {entry['status']:18s} {name} [{tok_name}] {time.perf_counter() - started:.1f}s", flush=True)
+        detail = "" if entry["status"] == "pass" else \
+            f" {entry.get('counts', '')} {entry.get('failures') or entry.get('detail', '')}"
+        print(f"  {entry['status']:18s} {name} [{tok_name}] {time.perf_counter() - started:.1f}s{detail}", flush=True)
     return report
 
 
@@ -189,12 +191,13 @@ def main() -> None:
     ap.add_argument("--trl", action="store_true")
     ap.add_argument("--datasets", action="store_true")
     ap.add_argument("--rows", type=int, default=None, help="limit templates / records per dataset")
+    ap.add_argument("--start", type=int, default=0, help="first template index (to split the survey)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     everything = not (args.templates or args.trl or args.datasets)
     result = {}
     if args.templates or everything:
-        rep = survey_templates(args.rows)
+        rep = survey_templates(args.rows, args.start)
         status = collections.Counter(v["status"] for v in rep.values())
         print("templates:", len(rep), dict(status))
         for name, v in rep.items():

@@ -237,7 +237,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     del meta
     peak = peak_flops(torch.device("cuda" if a.cuda else "cpu"), None)
     results = []
-    for attention in a.ours_attention.split(","):
+    for attention in [x for x in a.ours_attention.split(",") if x]:
         results.append(run_ours(a, attention, cfg_path))
         print(json.dumps(results[-1]), flush=True)
         if a.cuda:

@@ -216,7 +216,7 @@ KILL_SCRIPT = textwrap.dedent("""
 def _run_child(corpus: Path, out: Path, crash_at: str | None, resume: bool, workers: int = 1) -> int:
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), corpus=str(corpus), out=str(out),
                                 resume=resume, factory=FACTORY, workers=workers)
-    env = {**os.environ, "SFTDATA_CRASH_AT": crash_at or ""}
+    env = {**os.environ, "SFTDATA_CRASH_AT": crash_at or "", "SFTDATA_TEST_MARK": str(out)}
     return subprocess.run([sys.executable, "-c", script], env=env, timeout=120).returncode
 
 
@@ -257,3 +257,28 @@ def test_resume_refuses_another_jobs_folder(corpus: Path, tmp_path: Path) -> Non
     assert _run_child(corpus, out, "window:1", resume=False) == -signal.SIGKILL
     with pytest.raises(InputError, match="other inputs or options"):
         run(corpus, out, pack_window=100, rows_per_shard=20, seed=7, resume=True)
+
+
+def _marked_workers(mark: str) -> list[int]:
+    """Spawned pool workers started by a child run with SFTDATA_TEST_MARK=mark (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"spawn_main" in (entry / "cmdline").read_bytes() and \
+                    f"SFTDATA_TEST_MARK={mark}".encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+def test_workers_exit_when_the_parent_is_killed(corpus: Path, tmp_path: Path) -> None:
+    import time
+
+    out = tmp_path / "out"
+    assert _run_child(corpus, out, "window:1", resume=False, workers=2) == -signal.SIGKILL
+    deadline = time.time() + 10
+    while _marked_workers(str(out)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _marked_workers(str(out)) == []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from test_train_support import random_rows, write_shards
 from typer.testing import CliRunner
 
 from sftdata.cli import app
-from test_train_support import random_rows, write_shards
 
 
 def test_config_file_and_flag_override(tmp_path):

@@ -62,3 +62,41 @@ def test_two_gloo_ranks_equal_one_rank(tmp_path):
     single = train(config(shards, tmp_path / "one", grad_accum=2))
     assert [two["losses"][str(k)] for k in (1, 2, 3)] == pytest.approx([single.losses[k] for k in (1, 2, 3)],
                                                                           rel=1e-5)
+
+
+RUN = """
+import json, os, sys
+from sftdata.train import TrainConfig, train
+result = train(TrainConfig.model_validate_json(sys.argv[1]))
+if os.environ["RANK"] == "0":
+    json.dump(result.losses, open(sys.argv[2], "w"))
+"""
+
+
+def torchrun(tmp_path: Path, cfg: TrainConfig, name: str) -> dict[str, float]:
+    script = tmp_path / "train_run.py"
+    script.write_text(RUN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), cfg.model_dump_json(), str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow  # three torchrun launches: ~3 min on 2 shared cores
+def test_fsdp2_equals_ddp_and_resumes_exactly_from_its_sharded_checkpoint(tmp_path):
+    shards = write_shards(tmp_path / "s", random_rows(7, 12), 128)
+    base = {"shards": shards, "model_from_config": "tiny-llama", "lr": 1e-3, "max_steps": 4, "save_every": 2,
+            "warmup_steps": 0, "progress": False, "log_every": 1, "seed": 1}
+    ddp = torchrun(tmp_path, TrainConfig(**base, out=tmp_path / "ddp", parallel="ddp"), "ddp")
+    fsdp = torchrun(tmp_path, TrainConfig(**base, out=tmp_path / "fsdp", parallel="fsdp"), "fsdp")
+    assert [fsdp[str(k)] for k in range(1, 5)] == pytest.approx([ddp[str(k)] for k in range(1, 5)], rel=1e-6)
+    assert (tmp_path / "fsdp" / "checkpoints" / "step-000002" / "dcp").is_dir()
+    resumed = torchrun(tmp_path, TrainConfig(**base, out=tmp_path / "fsdp2", parallel="fsdp",
+                                             resume=str(tmp_path / "fsdp" / "checkpoints" / "step-000002")), "resumed")
+    assert resumed == {"3": fsdp["3"], "4": fsdp["4"]}  # bit-identical after the sharded resume
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "final").config.num_hidden_layers == 2

@@ -163,3 +163,13 @@ def prepare_alpaca(out: Path, tokenizer_dir: Path, data: Path, max_length: int, 
         else:
             bins.append([d])
     return write_shards(out, bins, max_length, tokenizer=str(tokenizer_dir))
+
+
+def test_import_sftdata_and_its_train_config_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, sftdata; sftdata.TrainConfig; import sftdata.train.config; "
+            "assert 'torch' not in sys.modules, 'torch imported'; assert callable(sftdata.train)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

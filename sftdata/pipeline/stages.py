@@ -132,7 +132,7 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
     encoder = encoder if encoder is not None else get_encoder(options)
     results = encoder.encode_batch([r.conversation for r in records]) if records else []
     ids_parts: list[np.ndarray] = []
-    label_parts: list[np.ndarray] = []
+    sup_parts: list[np.ndarray] = []
     lengths: list[int] = []
     doc_ids: list[str] = []
     truncated: list[bool] = []
@@ -142,14 +142,13 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
         if isinstance(result, Example):
             result = cut_example(result, options.max_length, options.too_long)
         if isinstance(result, Example):
-            labels = np.where(result.supervised, result.input_ids, IGNORE_INDEX).astype(np.int32)
-            labels[0] = IGNORE_INDEX  # no position learns to predict a document's first token
-            if not np.any(labels != IGNORE_INDEX):
+            # the first token is never supervised (below), so it must not be the only one
+            if not result.supervised[1:].any():
                 result = [Problem(Reason.no_supervised_tokens, "no token is in the loss after masking")]
             else:
                 outcome.append(len(lengths))
-                ids_parts.append(np.asarray(result.input_ids, dtype=np.int32))
-                label_parts.append(labels)
+                ids_parts.append(result.input_ids)
+                sup_parts.append(result.supervised)
                 lengths.append(len(result))
                 doc_ids.append(record.doc_id)
                 truncated.append(bool(result.truncated))
@@ -159,10 +158,17 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
         raw = record.conversation.model_dump(mode="json", exclude_none=True)
         rejects[k] = Reject(source=record.source, index=record.index, problems=problems,
                             id=record.conversation.id, raw=raw)
-    empty = np.zeros(0, dtype=np.int32)
+    lens = np.asarray(lengths, dtype=np.int32)
+    if ids_parts:  # labels for the whole batch in one step (a per-document np.where costs ~5% of encoding)
+        ids = np.concatenate(ids_parts).astype(np.int32, copy=False)
+        supervised = np.concatenate(sup_parts)
+        supervised[np.concatenate([[0], np.cumsum(lens[:-1], dtype=np.int64)])] = False  # first label -100
+        labels = np.where(supervised, ids, IGNORE_INDEX).astype(np.int32)
+    else:
+        ids = labels = np.zeros(0, dtype=np.int32)
     return EncodedBatch(
-        input_ids=np.concatenate(ids_parts) if ids_parts else empty,
-        labels=np.concatenate(label_parts) if label_parts else empty,
-        lengths=np.asarray(lengths, dtype=np.int32),
+        input_ids=ids,
+        labels=labels,
+        lengths=lens,
         doc_ids=doc_ids, truncated=truncated, outcome=outcome, rejects=rejects,
     )
