@@ -9,7 +9,8 @@ usage: template_survey.py [--templates] [--trl] [--datasets] [--rows N] [--json 
              supervised run holds exactly one reply and its end-of-turn.
 --trl        the TRL `*_training.jinja` templates: our mask from the plain template vs Hugging Face's
              `return_assistant_tokens_mask` from the marked one (rule in `sftdata.chat.compare`).
---datasets   the ten fixture tokenizers x the real datasets: records, accepted, rejected by reason.
+--datasets   the ten fixture tokenizers x the real datasets: records, accepted, rejected by reason
+             (`--check`: also every accepted record's ids vs apply_chat_template and its reply+EOT runs).
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def survey_trl() -> dict:
     return out
 
 
-def survey_datasets(limit: int | None) -> dict:
+def survey_datasets(limit: int | None, check: bool = False) -> dict:
+    from sftdata.chat.compare import check_example, hf_ids
     from sftdata.chat.engine import ChatEncoder
     from sftdata.chat.options import MaskOptions
     from sftdata.readers import read_rows
@@ -180,6 +182,11 @@ def survey_datasets(limit: int | None) -> dict:
             res = enc.encode_batch(convs)
             reasons = collections.Counter(r[0].code.value for r in res if isinstance(r, list))
             row[k] = {"records": len(convs), "accepted": len(convs) - sum(reasons.values()), "rejected": dict(reasons)}
+            if check:  # every accepted record against apply_chat_template and the reply+EOT decode check
+                bad = [c.id for c, r in zip(convs, res, strict=True) if not isinstance(r, list) and (
+                    r.input_ids.tolist() != hf_ids(enc, c) or check_example(enc, c, r) is not None)]
+                row[k]["failed_checks"] = bad[:5]
+                row[k]["n_failed_checks"] = len(bad)
         table[tok_name] = row
         print(tok_name, json.dumps(row), flush=True)
     return table
@@ -191,6 +198,7 @@ def main() -> None:
     ap.add_argument("--trl", action="store_true")
     ap.add_argument("--datasets", action="store_true")
     ap.add_argument("--rows", type=int, default=None, help="limit templates / records per dataset")
+    ap.add_argument("--check", action="store_true", help="--datasets: verify ids and masks of every accepted record")
     ap.add_argument("--start", type=int, default=0, help="first template index (to split the survey)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -211,7 +219,7 @@ def main() -> None:
             print(f"  trl {name:40s} [{v['tokenizer']}] {v.get('counts', v.get('status'))} {v.get('details', '')}")
         result["trl"] = rep
     if args.datasets or everything:
-        result["datasets"] = survey_datasets(args.rows)
+        result["datasets"] = survey_datasets(args.rows, args.check)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
 

@@ -16,13 +16,13 @@ checked by `tests/test_ray_engine.py`.
 Costs and limits, measured on 200k rows (notes/issue-7.md, a 2-core machine shared ~8 ways): the
 central steps are `plan_packs` on lengths (2.8 s per million documents) and the driver's per-record
 bookkeeping (fetch + sort + merge, ~50 us per record) against ~4 ms of encoding per record per core,
-so the driver is the limit only past ~50 encoding cores. Tokens never pass through the driver. The driver keeps one small record per document (length, doc id) and the
-whole encoded dataset sits in Ray's object store (8 bytes per token, spilled to disk when full)
-until its window is written. Shard parts are written by Ray tasks into `DIR.incomplete/`, so on a
-multi-node cluster `--out` must be on storage every node sees (NFS, a shared volume). Fault
-tolerance is Ray's: a killed encode actor is restarted and its batch retried, a killed write task is
-rerun and rewrites the same bytes; outcomes are keyed by (input, row), so a retry can neither lose
-nor duplicate a record.
+so the driver is the limit only past ~50 encoding cores. Tokens never pass through the driver.
+The driver keeps one small record per document (length, doc id); the whole encoded dataset sits in
+Ray's object store (8 bytes per token, spilled to disk when full) until its window is written.
+Shard parts are written by Ray tasks into `DIR.incomplete/`, so on a multi-node cluster `--out`
+must be on storage every node sees (NFS, a shared volume). Fault tolerance is Ray's: a killed
+encode actor is restarted and its batch retried, a killed write task is rerun and rewrites the same
+bytes; outcomes are keyed by (input, row), so a retry can neither lose nor duplicate a record.
 """
 
 from __future__ import annotations
