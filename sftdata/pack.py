@@ -16,8 +16,9 @@ row taken from it receives `r // L` documents of length `L` in one numpy step (a
 same row is again the best fit, since its space shrank below every other candidate). Every bucket
 visit either exhausts the bucket or the length group, so the work is bounded by the number of distinct
 (length, free space) pairs, not by documents: 1 M uniform random lengths with capacity 2048 plan in
-about 0.5 s. Ties between rows with the same free space are broken first-in-first-out; any tie rule
-gives the same multiset of row loads, because rows with equal free space are interchangeable.
+about 1.5 s including the refinement pass (`benchmarks/bench_prepare.py`). Ties between rows with
+the same free space are broken first-in-first-out; any tie rule gives the same multiset of row loads,
+because rows with equal free space are interchangeable.
 
 Windowed variant. For inputs larger than memory, `plan_packs_windowed` plans consecutive windows of
 documents independently; each window costs at most one partly filled row over its own optimum (about
@@ -190,8 +191,8 @@ def refine_packs(lengths: np.ndarray, plan: list[list[int]], capacity: int, pool
     most `max_visits`) trades one or two of its documents for one pool document that is longer by at
     most the gap, up to three times, so the pool loses every token a gap gains. The pool is then
     re-packed with BFD and the result kept only when it needs fewer rows; passes repeat while they
-    gain. Measured on the bench corpus: BFD 1,833 rows -> 1,830 (single swaps alone stop at 1,831),
-    in ~0.3 s on two busy cores. The result never has more rows than BFD.
+    gain. Measured on the bench corpus: BFD 1,833 rows -> 1,830, bound 1,829 (single swaps alone stop
+    at 1,831), in ~0.3 s on two busy cores. The result never has more rows than BFD.
     """
     lens_np = np.asarray(lengths, dtype=np.int64)
     lens = lens_np.tolist()

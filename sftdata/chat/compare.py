@@ -84,17 +84,17 @@ def check_example(enc: Any, conv: Conversation, ex: Example) -> str | None:
     runs = [enc.tokenizer.decode(r) for r in supervised_runs(ex)]
     if len(runs) != len(replies):
         return f"{len(runs)} supervised runs for {len(replies)} replies"
-    eot = squash(enc.profile.eot_texts[0]) if enc.profile.eot_texts else ""
+    eots = [squash(t) for t in enc.profile.eot_texts]
     users = [squash(m.content) for m in conv.messages if m.role is Role.user]
     for m, text in zip(replies, runs, strict=True):
         body = squash(text)
-        if eot:
+        if eots:
             # the last token may straddle the end-of-turn text and the next header where the end-of-turn is
             # not a single token (a template paired with a tokenizer of another family): allow a few characters
-            cut = body.rfind(eot, max(0, len(body) - len(eot) - STRADDLE_CHARS))
-            if cut < 0:
-                return f"run does not end with the end-of-turn {eot!r}: ...{text[-40:]!r}"
-            body = body[:cut]
+            cuts = [c for c in (body.rfind(e, max(0, len(body) - len(e) - STRADDLE_CHARS)) for e in eots) if c >= 0]
+            if not cuts:
+                return f"run does not end with an end-of-turn {eots!r}: ...{text[-40:]!r}"
+            body = body[:max(cuts)]
         if m.content.strip() and squash(m.content) not in body:
             return f"run {text[:60]!r} does not hold the reply {m.content[:40]!r}"
         if any(len(u) > 8 and u in body and u not in squash(m.content) for u in users):

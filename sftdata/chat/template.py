@@ -112,6 +112,17 @@ def _probe(template: jinja2.Template, base: dict[str, Any], messages: list[dict[
         return None
 
 
+def _closing(tail: str, added_tokens: list[str]) -> tuple[str, ...]:
+    """The end-of-turn text at the start of what follows a reply (see `TemplateProfile.eot_texts`)."""
+    found = sorted((tail.find(t), -len(t), t) for t in added_tokens if t and not t.isspace() and t in tail)
+    if found:
+        return (found[0][2],)
+    tag = _TAG.search(tail)
+    if tag:  # the template's control text is not a token of this tokenizer: its first tag closes the turn
+        return (tag.group(0),)
+    return (tail.strip(),) if tail.strip() else ()
+
+
 def profile_template(template: jinja2.Template, base_vars: dict[str, Any], added_tokens: list[str],
                      origin: str) -> TemplateProfile:
     """Render probes once and derive the template's end-of-turn text and tool-call conventions."""
@@ -120,15 +131,15 @@ def profile_template(template: jinja2.Template, base_vars: dict[str, Any], added
     if text is None or PROBE_REPLY not in text:
         raise TemplateError(f"{origin} cannot render a plain user/assistant exchange, or drops the reply; "
                             "is it a chat template?")
-    tail = text[text.rindex(PROBE_REPLY) + len(PROBE_REPLY):]
-    found = sorted((tail.find(t), -len(t), t) for t in added_tokens if t and not t.isspace() and t in tail)
-    tag = _TAG.search(tail)
-    if found:
-        eot: tuple[str, ...] = (found[0][2],)
-    elif tag:  # the template's control text is not a token of this tokenizer: its first tag closes the turn
-        eot = (tag.group(0),)
-    else:
-        eot = (tail.strip(),) if tail.strip() else ()
+    eot = _closing(text[text.rindex(PROBE_REPLY) + len(PROBE_REPLY):], added_tokens)
+    # an earlier turn may close differently (gpt-oss: `<|end|>` mid-conversation, `<|return|>` at the end)
+    two = _probe(template, base_vars, [user, {"role": "assistant", "content": PROBE_REPLY + "1"},
+                                       {"role": "user", "content": PROBE_USER + "2"},
+                                       {"role": "assistant", "content": PROBE_REPLY}])
+    if two is not None and PROBE_REPLY + "1" in two:
+        start = two.index(PROBE_REPLY + "1") + len(PROBE_REPLY) + 1
+        mid = two[start:two.find(PROBE_USER + "2", start)] if PROBE_USER + "2" in two[start:] else ""
+        eot = eot + tuple(t for t in _closing(mid, added_tokens) if t not in eot)
 
     call = {"id": "call_0", "type": "function", "function": {"name": PROBE_TOOL, "arguments": {"x": 1}}}
     reply = {"role": "assistant", "content": "", "tool_calls": [call]}
