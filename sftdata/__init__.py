@@ -3,12 +3,12 @@
 The stages, each a typed function you can call from a script or a notebook (the CLI is a thin layer):
 
     read_rows      -> raw rows from JSONL / JSON / Parquet / CSV / Hugging Face datasets
-    validate_rows  -> Conversation records or Rejects (reason codes)
-    encode         -> Example(input_ids, supervised) per conversation, mask proven two ways
+    to_records     -> Record (validated Conversation + source position) or Reject (reason codes)
+    ChatEncoder    -> Example(input_ids, supervised) per conversation, mask proven two ways
     plan_packs     -> best-fit-decreasing bins from lengths alone
     prepare        -> the whole batch job: shards + manifest + rejects
-    audit          -> independent re-derivation of every mask, HTML report
-    train          -> a small trainer over the shards (extra `train`)
+    audit_prepared -> independent re-derivation of every mask, HTML report (audit_dataset: other tools')
+    train          -> `from sftdata.train import train`: a small trainer over the shards (extra `train`)
 
 Heavy modules are imported lazily so that `import sftdata` stays fast.
 """
@@ -26,7 +26,9 @@ from sftdata.tokens import IGNORE_INDEX, Example
 # public name -> module that defines it (imported on first use)
 _LAZY = {
     "read_rows": "sftdata.readers",
+    "to_records": "sftdata.validate",
     "validate_rows": "sftdata.validate",
+    "validate_inputs": "sftdata.validate",
     "ValidationReport": "sftdata.validate",
     "MaskOptions": "sftdata.chat.options",
     "ChatEncoder": "sftdata.chat.engine",
@@ -35,9 +37,9 @@ _LAZY = {
     "PipelineConfig": "sftdata.config",
     "prepare": "sftdata.prepare",
     "Manifest": "sftdata.manifest",
-    "audit": "sftdata.audit",
+    "audit_prepared": "sftdata.audit",
+    "audit_dataset": "sftdata.audit",
     "TrainConfig": "sftdata.train.config",
-    "train": "sftdata.train",
 }
 
 __all__ = [

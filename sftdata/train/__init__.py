@@ -19,8 +19,6 @@ Modules: `config` (TrainConfig, no torch), `data` (memory-mapped shards, step pl
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from sftdata.train.config import TrainConfig
@@ -44,14 +42,3 @@ def __getattr__(name: str) -> Any:
 
         return TrainResult
     raise AttributeError(f"module 'sftdata.train' has no attribute {name!r}")
-
-
-class _CallableModule(types.ModuleType):
-    """`import sftdata.train` binds the *package* as `sftdata.train`, shadowing the lazy function export;
-    making the module callable keeps `sftdata.train(config)` working either way."""
-
-    def __call__(self, config: TrainConfig) -> TrainResult:
-        return train(config)
-
-
-sys.modules[__name__].__class__ = _CallableModule
