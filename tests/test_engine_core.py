@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sftdata.chat.compare import supervised_runs
 from sftdata.chat.engine import ChatEncoder
 from sftdata.chat.options import ControlTokens, Masking, MaskOptions
 from sftdata.chat.spans import locate, plan_spans
@@ -28,16 +29,7 @@ def encoder(tok, template: str | None = None, **opts) -> ChatEncoder:
 
 def supervised_texts(tok, ex: Example) -> list[str]:
     """Decode each maximal run of supervised tokens."""
-    runs, cur = [], []
-    for t, s in zip(ex.input_ids.tolist(), ex.supervised.tolist(), strict=True):
-        if s:
-            cur.append(t)
-        elif cur:
-            runs.append(cur)
-            cur = []
-    if cur:
-        runs.append(cur)
-    return [tok.decode(r) for r in runs]
+    return [tok.decode(r) for r in supervised_runs(ex)]
 
 
 def hf_ids(tok, enc: ChatEncoder, c: Conversation, **kw) -> list[int]:
@@ -207,17 +199,7 @@ def test_prompt_format_matches_seed_sft_loss(test_tokenizer):
     torch.manual_seed(0)
     logits = torch.randn(len(exs), width, 400)
 
-    def calculate_sft_loss(logits, labels, prompt_lengths):  # the seed document's function, verbatim logic
-        batch_size, sequence_length, vocab_size = logits.shape
-        shift_logits = logits[..., :-1, :].contiguous()
-        shift_labels = labels[..., 1:].contiguous()
-        loss_mask = torch.ones_like(shift_labels, dtype=torch.bool)
-        for i in range(batch_size):
-            prompt_end_index = prompt_lengths[i] - 1
-            if prompt_end_index > 0:
-                loss_mask[i, :prompt_end_index] = 0
-        masked_labels = shift_labels.masked_fill(~loss_mask, IGNORE_INDEX)
-        return F.cross_entropy(shift_logits.view(-1, vocab_size), masked_labels.view(-1), ignore_index=IGNORE_INDEX)
+    from seed_loss import calculate_sft_loss
 
     # the seed masks only the prompt; padding must be ignored too, so its `labels` carry -100 there
     padded_ids = torch.where(labels == IGNORE_INDEX, torch.where(torch.arange(width) < torch.tensor(

@@ -16,6 +16,7 @@ import unicodedata
 import pytest
 from conftest import DATASETS, TOKENIZER_NAMES, requires_shared
 
+from sftdata.chat.compare import supervised_runs
 from sftdata.chat.engine import ChatEncoder
 from sftdata.chat.options import MaskOptions
 from sftdata.reasons import Reason
@@ -56,17 +57,6 @@ def squash(s: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFC", s))
 
 
-def runs(ex) -> list[list[int]]:
-    out, cur = [], []
-    for t, s in zip(ex.input_ids.tolist(), ex.supervised.tolist(), strict=True):
-        if s:
-            cur.append(t)
-        elif cur:
-            out.append(cur)
-            cur = []
-    return out + ([cur] if cur else [])
-
-
 def check_accepted(enc: ChatEncoder, conv: Conversation, ex) -> None:
     tok = enc.tokenizer
     # sanitize_control_tokens=True gives the plain ids when no control text is present (its code path is
@@ -76,7 +66,7 @@ def check_accepted(enc: ChatEncoder, conv: Conversation, ex) -> None:
                                   sanitize_control_tokens=sanitize, **enc.hf_kwargs)["input_ids"]
     assert ex.input_ids.tolist() == ref, f"ids differ from apply_chat_template for {conv.id}"
     replies = [m for m in conv.messages if m.role is Role.assistant]
-    decoded = [tok.decode(r) for r in runs(ex)]
+    decoded = [tok.decode(r) for r in supervised_runs(ex)]
     assert len(decoded) == len(replies), (conv.id, decoded)
     eot = enc.profile.eot_texts[0]
     for m, text in zip(replies, decoded, strict=True):

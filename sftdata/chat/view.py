@@ -57,12 +57,16 @@ def _pieces(tokenizer: Any, ids: list[int]) -> list[str]:
 
     A window (not single tokens) keeps multi-byte characters split over byte-level tokens whole and keeps
     SentencePiece's leading spaces; it stays linear in the row length.
+
+    A token holding only the first bytes of a character (byte-level BPE splits CJK and emoji) shows as
+    nothing, and the token that completes the character shows all of it: trailing U+FFFD of an
+    unfinished character are ignored on both sides of the difference.
     """
     pieces: list[str] = []
     for i in range(len(ids)):
         lo = max(0, i - 6)
-        before = tokenizer.decode(ids[lo:i]) if i > lo else ""
-        with_it = tokenizer.decode(ids[lo:i + 1])
+        before = (tokenizer.decode(ids[lo:i]) if i > lo else "").rstrip("\ufffd")
+        with_it = tokenizer.decode(ids[lo:i + 1]).rstrip("\ufffd")
         pieces.append(with_it[len(before):] if with_it.startswith(before) else tokenizer.decode([ids[i]]))
     return pieces
 
