@@ -170,6 +170,7 @@ def test_import_sftdata_and_its_train_config_import_no_torch():
     import sys
 
     code = ("import sys, sftdata; sftdata.TrainConfig; import sftdata.train.config; "
-            "assert 'torch' not in sys.modules, 'torch imported'; assert callable(sftdata.train)")
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "from sftdata.train import train; assert callable(train)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
