@@ -21,6 +21,9 @@ class Reason(StrEnum):
     """The row is valid JSON but not an object (a list, a number, a string...)."""
     too_deep = "too_deep"
     """Nesting deeper than the reader allows (guards against pathological rows)."""
+    oversize_row = "oversize_row"
+    """One row (a JSONL line, a JSON array element, a Parquet/CSV cell) is larger than `max_row_bytes`; it is
+    streamed past, never held whole, and the reject records its position and size, not its text."""
 
     # -- format: the row does not match the declared or detected input format
     unknown_format = "unknown_format"
@@ -75,6 +78,22 @@ class Reason(StrEnum):
     """Message text spells a control token and `control_tokens: reject` is set."""
     tokenizer_mismatch = "tokenizer_mismatch"
     """The ids differ from the template's own ids (a bug guard: should never happen)."""
+    template_limit = "template_limit"
+    """Rendering this record hit a named template limit (output size, string/list size, range, recursion, time)."""
+
+    # -- conservation: a text the user gave would not reach the training document
+    template_drops_reasoning = "template_drops_reasoning"
+    """The template does not render an assistant turn's reasoning (and no reasoning policy keeps it)."""
+    template_drops_tools = "template_drops_tools"
+    """The template does not render the `tools` definitions (allow with `--allow-drop tools`)."""
+    template_drops_system = "template_drops_system"
+    """The template does not render the system prompt (allow with `--allow-drop system`)."""
+    template_drops_name = "template_drops_name"
+    """The template does not render a message's `name` field (allow with `--allow-drop name`)."""
+    template_drops_tool_calls = "template_drops_tool_calls"
+    """The template does not render an assistant turn's tool calls (name or arguments)."""
+    template_drops_content = "template_drops_content"
+    """The template does not render some message content (a user, tool or assistant text)."""
 
     # -- length
     too_long = "too_long"
