@@ -7,8 +7,12 @@ Builds the corpus with `../shared/bench/make_corpus.py`, then alternates whole-p
 `../shared/bench/floor.py` (import, load, read, render, encode: the work no pipeline can skip), this
 file's `--child` mode (import, load, read, validate into `Conversation`s, render + prefix renders +
 encode + prove masks with `ChatEncoder.encode_batch`) and `../shared/bench/trl_baseline.py`, and prints
-the median wall time of each and the ratios to the floor. Runs alternate so that load from other
+the median wall and CPU time of each and the ratios to the floor. Runs alternate so that load from other
 processes on the machine hits all three alike.
+
+The child loads the tokenizer as `prepare` does (`sftdata.chat.tokenizer`: no transformers for a folder
+with `tokenizer.json`) and reports whether transformers was imported (`transformers_imported`, expected
+false); the floor imports it (~2.5 s of its ~8 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,26 +50,33 @@ def child(corpus: str, tokenizer: str, batch: int) -> None:
         for r in enc.encode_batch(convs[i:i + batch]):
             if not isinstance(r, list):
                 accepted += 1
-                tokens += len(r)
-                supervised += r.n_supervised
+                for doc in getattr(r, "documents", (r,)):  # an `Encoded` record holds several documents
+                    tokens += len(doc)
+                    supervised += doc.n_supervised
     t3 = time.perf_counter()
     print(json.dumps({"rows": len(convs), "accepted": accepted, "tokens": tokens, "supervised": supervised,
+                      "transformers_imported": "transformers" in sys.modules,
                       "import_load_s": round(t1 - t0, 3), "read_validate_s": round(t2 - t1, 3),
                       "encode_mask_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3)}))
 
 
-def timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds (user + system of the child, all threads) and the child's last line.
+def timed(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (user + system of the child, all threads), peak RSS (MB) and its last line.
 
     CPU seconds are reported beside wall time because the benchmark machine is often shared: wall time
     then measures the neighbours as much as the work, CPU time much less so."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode().strip(), err.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{stderr[-3000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, stdout.splitlines()[-1] if stdout else ""
 
 
 def main() -> None:
@@ -94,18 +104,23 @@ def main() -> None:
                 timed(cmd)
         times: dict[str, list[float]] = {k: [] for k in cmds}
         cpus: dict[str, list[float]] = {k: [] for k in cmds}
+        rss: dict[str, list[float]] = {k: [] for k in cmds}
         for run in range(args.runs):
             for name, cmd in cmds.items():
-                dt, cpu, line = timed(cmd)
+                dt, cpu, mb, line = timed(cmd)
                 times[name].append(dt)
                 cpus[name].append(cpu)
-                print(f"run {run + 1} {name:8s} {dt:7.2f} s wall {cpu:7.2f} s cpu  {line}", flush=True)
+                rss[name].append(mb)
+                print(f"run {run + 1} {name:8s} {dt:7.2f} s wall {cpu:7.2f} s cpu {mb:6.0f} MB  {line}", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    med_rss = {k: statistics.median(v) for k, v in rss.items()}
     print(json.dumps({"rows": args.rows, "runs": args.runs, "median_wall_s": {k: round(v, 2) for k, v in med.items()},
                       "wall_ratio_to_floor": {k: round(v / med["floor"], 2) for k, v in med.items()},
                       "median_cpu_s": {k: round(v, 2) for k, v in med_cpu.items()},
-                      "cpu_ratio_to_floor": {k: round(v / med_cpu["floor"], 2) for k, v in med_cpu.items()}}))
+                      "cpu_ratio_to_floor": {k: round(v / med_cpu["floor"], 2) for k, v in med_cpu.items()},
+                      "peak_rss_mb": {k: round(v) for k, v in med_rss.items()},
+                      "rss_ratio_to_floor": {k: round(v / med_rss["floor"], 2) for k, v in med_rss.items()}}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run the mask engine across every chat template and real dataset in ../shared/fixtures, and report.
 
-usage: template_survey.py [--templates] [--trl] [--datasets] [--rows N] [--json OUT]   (default: all three)
+usage: template_survey.py [--templates] [--trl] [--datasets] [--limits] [--rows N] [--json OUT]
+       (default: the first three)
 
 --templates  every template that renders (142 files + 37 in ollama_index/index.json), each paired with a
              tokenizer of its family (or qwen2.5-instruct), on a fixed set of hard conversations; a template
@@ -9,6 +10,9 @@ usage: template_survey.py [--templates] [--trl] [--datasets] [--rows N] [--json 
              supervised run holds exactly one reply and its end-of-turn.
 --trl        the TRL `*_training.jinja` templates: our mask from the plain template vs Hugging Face's
              `return_assistant_tokens_mask` from the marked one (rule in `sftdata.chat.compare`).
+--limits     every template, on the hard conversations plus a tool-call and a long real one: the largest
+             string, list, range, call depth, output and render time it reaches, against `TemplateLimits`
+             (how close the largest comes to each default).
 --datasets   the ten fixture tokenizers x the real datasets: records, accepted, rejected by reason
              (`--check`: also every accepted record's ids vs apply_chat_template and its reply+EOT runs).
 """
@@ -129,6 +133,103 @@ def survey_templates(rows: int | None, start: int = 0) -> dict:
     return report
 
 
+def limit_conversations():
+    """The survey conversations, one with tools and a tool call, and a long multi-turn one (100 turns)."""
+    from sftdata.records import parse_conversation
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "name"},
+                                                               "days": {"type": "integer"}}, "required": ["city"]}}}]
+    call = {"role": "assistant", "content": "", "tool_calls": [{"id": "abcdefghi", "type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}]}
+    tool = [{"role": "user", "content": "Weather in Paris?"}, call, {"role": "tool", "content": '{"temp": 21}'},
+            {"role": "assistant", "content": "21 degrees."}]
+    long = [m for i in range(50) for m in ({"role": "user", "content": f"question {i} " * 40},
+                                           {"role": "assistant", "content": f"answer {i} " * 80})]
+    return [*survey_conversations(), parse_conversation({"id": "tools", "messages": tool, "tools": tools}),
+            parse_conversation({"id": "long", "messages": long})]
+
+
+def survey_limits(rows: int | None, start: int = 0) -> dict:
+    """How close real templates come to each `TemplateLimits` default (instrumented checks, no HF reference)."""
+    import sftdata.chat.engine as engine_mod
+    import sftdata.chat.jinja_env as je
+    import sftdata.chat.template as template_mod
+    from sftdata.chat.engine import ChatEncoder
+    from sftdata.chat.limits import TemplateLimits
+    from sftdata.chat.options import MaskOptions
+    from sftdata.chat.template import TemplateSource
+    from sftdata.errors import TemplateError
+
+    seen: dict[str, float] = collections.defaultdict(float)
+
+    def note(key: str, value: float) -> None:
+        seen[key] = max(seen[key], value)
+
+    weigh, chars, items, rng, call, init, render = (je._weigh, je._check_chars, je._check_items, je._bounded_range,
+                                                    je.BoundedEnvironment.call, je.BoundedEnvironment.__init__,
+                                                    je.render)
+
+    def weigh_(value, limits, construct, times=1):
+        c, i = weigh(value, limits, construct, times)
+        note("max_string_chars", c), note("max_items", i)
+        return c, i
+
+    def range_(limits):
+        inner = rng(limits)
+        return lambda *a: (lambda r: (note("max_range", len(r)), r)[1])(inner(*a))
+
+    def call_(self, context, obj, *args, **kwargs):
+        note("max_call_depth", je._state(context, self.limits).depth + 1)
+        return call(self, context, obj, *args, **kwargs)
+
+    def init_(self, limits, **kwargs):
+        init(self, limits, **kwargs)
+        join = self.sftdata_str_join
+        self.sftdata_str_join = lambda seq: (lambda s: (note("max_string_chars", len(s)), s)[1])(join(seq))
+
+    def render_(template, variables):
+        t0 = time.perf_counter()
+        out = render(template, variables)
+        note("max_render_seconds", time.perf_counter() - t0), note("max_output_chars", len(out))
+        return out
+
+    je._weigh, je._bounded_range, je.BoundedEnvironment.call, je.BoundedEnvironment.__init__ = \
+        weigh_, range_, call_, init_
+    je._check_chars = lambda n, limits, construct: (note("max_string_chars", n), chars(n, limits, construct))[1]
+    je._check_items = lambda n, limits, construct: (note("max_items", n), items(n, limits, construct))[1]
+    engine_mod.render = template_mod.render = render_
+    convs = limit_conversations()
+    tokenizers: dict[str, object] = {}
+    overall: dict[str, tuple[float, str]] = {}
+    refused = {}
+    for name, text in all_templates()[start:rows]:
+        seen.clear()
+        tok_name = tokenizer_for(name)
+        tok = tokenizers.setdefault(tok_name, load_tokenizer(tok_name))
+        try:
+            enc = ChatEncoder(tok, MaskOptions(), TemplateSource(text, name))
+            results = enc.encode_batch(convs)
+        except TemplateError as err:
+            if "limit" in str(err) or "sandbox" in str(err):
+                refused[name] = str(err)[:300]
+            continue
+        for r in results:
+            if isinstance(r, list) and r[0].code.value == "template_limit":
+                refused[name] = r[0].message[:300]
+        for key, value in seen.items():
+            if value > overall.get(key, (0, ""))[0]:
+                overall[key] = (value, name)
+    defaults = TemplateLimits()
+    table = {k: {"largest": v, "template": t, "default": getattr(defaults, k),
+                 "fraction_of_default": v / getattr(defaults, k)} for k, (v, t) in sorted(overall.items())}
+    for k, row in table.items():
+        print(f"  {k:20s} largest {row['largest']:>12,.4g} ({row['fraction_of_default']:.2e} of {row['default']:,})"
+              f"  {row['template']}")
+    print("refused or rejected by a limit:", json.dumps(refused, indent=1) if refused else "none")
+    return {"limits": table, "refused": refused}
+
+
 def survey_trl() -> dict:
     from sftdata.chat.compare import compare_with_generation_mask
     from sftdata.chat.engine import ChatEncoder
@@ -197,13 +298,16 @@ def main() -> None:
     ap.add_argument("--templates", action="store_true")
     ap.add_argument("--trl", action="store_true")
     ap.add_argument("--datasets", action="store_true")
+    ap.add_argument("--limits", action="store_true", help="how close the templates come to TemplateLimits")
     ap.add_argument("--rows", type=int, default=None, help="limit templates / records per dataset")
     ap.add_argument("--check", action="store_true", help="--datasets: verify ids and masks of every accepted record")
     ap.add_argument("--start", type=int, default=0, help="first template index (to split the survey)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    everything = not (args.templates or args.trl or args.datasets)
+    everything = not (args.templates or args.trl or args.datasets or args.limits)
     result = {}
+    if args.limits:
+        result["limits"] = survey_limits(args.rows, args.start)
     if args.templates or everything:
         rep = survey_templates(args.rows, args.start)
         status = collections.Counter(v["status"] for v in rep.values())

@@ -27,7 +27,9 @@ from sftdata.tokens import IGNORE_INDEX, Example
 _LAZY = {
     "read_rows": "sftdata.readers",
     "to_records": "sftdata.validate",
-    "validate_rows": "sftdata.validate",
+    "validate_records": "sftdata.validate",
+    "count_records": "sftdata.validate",
+    "ReadOptions": "sftdata.config",
     "validate_inputs": "sftdata.validate",
     "ValidationReport": "sftdata.validate",
     "MaskOptions": "sftdata.chat.options",

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticKnownError
 
 from sftdata.chat.options import MaskOptions
 from sftdata.errors import ConfigError
+from sftdata.records import MAX_FIELD_CHARS
 
 RUN_ONLY_FIELDS = frozenset({"workers", "chunk_size", "tokenizer", "engine", "ray_address"})
 """Fields that do not change the output (the tokenizer is recorded by its files' hashes instead)."""
@@ -45,13 +47,20 @@ class TooLong(StrEnum):
     `max_length` is rejected with `prompt_too_long`."""
 
 
-class PipelineConfig(BaseModel):
-    """Everything `sftdata prepare` needs besides the inputs and the output folder."""
+MAX_ROW_BYTES = 32 * 2**20
+"""Default largest input row in bytes (32 MiB): a longer line is rejected unread instead of parsed."""
+
+READ_FIELDS = ("format", "column_map", "split", "oasst_paths", "max_chars", "max_row_bytes")
+"""Fields of `ReadOptions`; as top-level keys of a pipeline config (the layout before `read:`) they
+are moved into `read` (see `PipelineConfig`)."""
+
+
+class ReadOptions(BaseModel):
+    """How raw inputs become records: one typed set, recorded in the manifest and passed whole to
+    validation on every path (local `prepare`, `--engine ray`, `validate`, and read back by `audit`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    tokenizer: str | None = None
-    """Tokenizer folder or hub id (`--tokenizer` overrides it)."""
     format: str = "auto"
     """Input format: auto | alpaca | sharegpt | messages | prompt_completion | oasst."""
     column_map: dict[str, str] | None = None
@@ -60,6 +69,33 @@ class PipelineConfig(BaseModel):
     """Split of a Hugging Face dataset input (e.g. `train`)."""
     oasst_paths: Literal["all", "top"] = "all"
     """OpenAssistant trees: every root-to-leaf path, or only the top-ranked one."""
+    max_chars: int = Field(default=MAX_FIELD_CHARS, ge=1)
+    """Largest text field in characters; a longer one rejects its record as `oversize_field`."""
+    max_row_bytes: int = Field(default=MAX_ROW_BYTES, ge=1)
+    """Largest input row in bytes (default 32 MiB); a longer row is rejected without being parsed."""
+
+
+def _auto_or_count(value: Any) -> Any:
+    """`workers`: "auto" or a count >= 1, with one error for a bad value (not one per member of the union)."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+            isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
+        raise PydanticKnownError("int_parsing")
+    if int(value) < 1:
+        raise PydanticKnownError("greater_than_equal", {"ge": 1})
+    return int(value)
+
+
+class PipelineConfig(BaseModel):
+    """Everything `sftdata prepare` needs besides the inputs and the output folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    tokenizer: str | None = None
+    """Tokenizer folder or hub id (`--tokenizer` overrides it)."""
+    read: ReadOptions = Field(default_factory=ReadOptions)
+    """How inputs are read into records (format, column map, split, OASST paths, size limits)."""
     mask: MaskOptions = Field(default_factory=MaskOptions)
     """How conversations become ids and supervision masks (masking, control tokens, template...)."""
     max_length: int = Field(default=2048, ge=2)
@@ -79,8 +115,9 @@ class PipelineConfig(BaseModel):
     """Most rows in one shard file."""
     max_reject_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
     """Above this fraction of rejected records the run still writes everything, then exits 1."""
-    workers: int = Field(default=1, ge=1)
-    """Processes that render and tokenize (spawned, so safe whatever TOKENIZERS_PARALLELISM is)."""
+    workers: Annotated[Annotated[int, Field(ge=1)] | Literal["auto"], BeforeValidator(_auto_or_count)] = "auto"
+    """Processes that render and tokenize: `auto` (default) = cores minus one for the main process; a number
+    is capped at the cores; 1 encodes in the main process (see `sftdata.pipeline.pool`)."""
     chunk_size: int = Field(default=512, ge=1)
     """Records sent to a worker at once."""
     engine: Engine = Engine.local
@@ -88,6 +125,22 @@ class PipelineConfig(BaseModel):
     Same output bytes either way."""
     ray_address: str | None = None
     """Ray cluster to join with `engine: ray` (e.g. `ray://head:10001` or `auto`); none starts a local Ray."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_keys_into_read(cls, data: Any) -> Any:
+        """Accept the layout before `read:` existed: top-level `format:`, `column_map:`... move into `read`
+        (a top-level value wins over a nested one, so a flag overrides a YAML `read:` block)."""
+        if not isinstance(data, dict) or not any(k in data for k in READ_FIELDS):
+            return data
+        data = dict(data)
+        read = data.get("read")
+        read = dict(read) if isinstance(read, dict) else (read.model_dump() if isinstance(read, ReadOptions) else {})
+        for key in READ_FIELDS:
+            if key in data:
+                read[key] = data.pop(key)
+        data["read"] = read
+        return data
 
     def output_options(self) -> dict[str, Any]:
         """The options that shape the output, as JSON data (manifest `options`, fingerprint)."""
@@ -135,22 +188,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _nest_read(data: dict[str, Any]) -> dict[str, Any]:
+    """Top-level read keys moved under `read`, so that YAML and flags merge key by key whatever layout each uses."""
+    if not any(k in data for k in READ_FIELDS):
+        return data
+    out = {k: v for k, v in data.items() if k not in READ_FIELDS}
+    read = dict(data["read"]) if isinstance(data.get("read"), dict) else {}
+    read.update({k: data[k] for k in READ_FIELDS if k in data})
+    out["read"] = read
+    return out
+
+
 def resolve_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """The config from a YAML file (optional) with flag values on top, validated once.
 
     Args:
         path: a pipeline YAML file, or None for defaults.
         overrides: values from flags; None values mean "not given" and are ignored. Nested mask
-            options go under `mask` (e.g. {"mask": {"masking": "last"}}).
+            options go under `mask` (e.g. {"mask": {"masking": "last"}}); read options under `read`
+            or at the top level by their own names (e.g. {"format": "alpaca"}), as in a YAML file.
 
     Raises:
         ConfigError: listing every problem (unknown keys, wrong types, out-of-range values) at once.
     """
     data = load_yaml(path) if path is not None else {}
     clean = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if isinstance(clean.get("mask"), dict):
-        clean["mask"] = {k: v for k, v in clean["mask"].items() if v is not None}
-    merged = _merge(data, clean)
+    for key in ("mask", "read"):
+        if isinstance(clean.get(key), dict):
+            clean[key] = {k: v for k, v in clean[key].items() if v is not None}
+    merged = _merge(_nest_read(data), _nest_read(clean))
     try:
         return PipelineConfig.model_validate(merged)
     except ValidationError as err:

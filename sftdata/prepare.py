@@ -17,6 +17,7 @@ validation is ~5% of the floor; render + tokenize + mask (~90% of the work) is w
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -34,8 +35,10 @@ import numpy as np
 from sftdata._version import __version__
 from sftdata.config import PipelineConfig
 from sftdata.errors import ConfigError, InputError
+from sftdata.faults import fault_point
 from sftdata.fingerprint import fingerprint, input_sha256, tokenizer_files
 from sftdata.manifest import (
+    conservation_counts,
     MANIFEST_NAME,
     REJECTS_NAME,
     Counts,
@@ -48,10 +51,16 @@ from sftdata.manifest import (
 from sftdata.pack import plan_packs, plan_unpacked
 from sftdata.pipeline.journal import (
     JOURNAL_NAME,
+    TMP_SUFFIX,
     Journal,
+    JournalHeader,
     JournalState,
+    PartEntry,
+    WindowEntry,
+    differences,
     final_shard_names,
     finalize,
+    fsync_dir,
     incomplete_dir,
     part_name,
 )
@@ -61,6 +70,8 @@ from sftdata.pipeline.stages import EncodedBatch, StageOptions, encode_stage, ge
 from sftdata.records import Record, Reject
 from sftdata.rejects import reject_line
 from sftdata.shards import ShardWriter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,21 +132,26 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def write_parts(folder: Path, fingerprint: str, window: int, rows_per_shard: int, plan: list[list[int]],
-                ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray, doc_ids: list[str]) -> list[dict[str, Any]]:
+                ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray, doc_ids: list[str]) -> list[PartEntry]:
     """Materialise one window's planned rows and write them as shard parts; returns each part's journal entry.
 
     A pure function of its arguments (the same bytes wherever it runs), so the Ray engine calls it
-    in Ray tasks and a retried task rewrites the same files.
+    in Ray tasks and a retried task rewrites the same files. Each part is written to a temp name
+    (`NAME.PID.tmp`), fsynced and renamed: a file named `part-…arrow` is always whole, and a task
+    left over from a killed run can only replace a part with the same bytes.
     """
     batch = build_rows(ids, labels, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]), doc_ids, plan)
     shards = []
     for j, (lo, hi) in enumerate(shard_slices(len(plan), rows_per_shard)):
         name = part_name(window, j)
-        writer = ShardWriter(Path(folder) / name, fingerprint)
+        tmp = Path(folder) / f"{name}.{os.getpid()}{TMP_SUFFIX}"
+        writer = ShardWriter(tmp, fingerprint)
         writer.write_batch(batch.slice(lo, hi - lo))
         stats = writer.close()
-        shards.append({"part": name, "sha256": stats.sha256, "rows": stats.rows, "documents": stats.documents,
-                       "tokens": stats.tokens, "supervised_tokens": stats.supervised_tokens})
+        os.replace(tmp, Path(folder) / name)
+        fault_point("part.done")
+        shards.append(PartEntry(part=name, sha256=stats.sha256, rows=stats.rows, documents=stats.documents,
+                                tokens=stats.tokens, supervised_tokens=stats.supervised_tokens))
     return shards
 
 
@@ -159,27 +175,26 @@ class _Job:
         c = self.config
         assert c.tokenizer is not None
         self.stage = StageOptions(tokenizer=c.tokenizer, mask=c.mask, max_length=c.max_length,
-                                  too_long=c.too_long.value, format=c.format, column_map=c.column_map,
+                                  too_long=c.too_long.value,
                                   **({"encoder_factory": self.encoder_factory} if self.encoder_factory else {}))
         self.encoder = get_encoder(self.stage)
         self.template = getattr(self.encoder, "template_text", None)
-        self.input_infos = [{"path": p, "sha256": input_sha256(p), "format": c.format, "split": c.split}
+        self.input_infos = [{"path": p, "sha256": input_sha256(p), "format": c.read.format, "split": c.read.split}
                             for p in self.inputs]
         self.tok_files = tokenizer_files(c.tokenizer)
-        self.fingerprint = fingerprint(inputs=self.input_infos, options=c.output_options(),
-                                       tokenizer_files=self.tok_files, chat_template=self.template,
-                                       version=__version__)
+        described = dict(inputs=self.input_infos, options=c.output_options(), tokenizer_files=self.tok_files,
+                         chat_template=self.template, version=__version__)
+        self.fingerprint = fingerprint(**described)  # type: ignore[arg-type]
+        self.header = JournalHeader.of(fingerprint=self.fingerprint, **described)  # type: ignore[arg-type]
         self.timings["load_s"] += time.perf_counter() - t
 
     def records(self, skip: int) -> Iterator[Record | Reject]:
         """Every record of every input, in order, after the first `skip` (already committed)."""
-        from sftdata.pipeline.stages import validate_stage_iter
-        from sftdata.readers import read_rows
+        from sftdata.validate import read_inputs, validate_records
 
         def streams() -> Iterator[Iterator[Record | Reject]]:
             for path in self.inputs:
-                stream = validate_stage_iter(read_rows(path, split=self.config.split), self.config.format,
-                                             self.config.column_map, self.config.oasst_paths)
+                stream = validate_records(read_inputs([path], self.config.read), self.config.read)
                 self.streams.append(stream)
                 yield stream
 
@@ -189,18 +204,20 @@ class _Job:
     def run(self, state: JournalState, journal: Journal) -> JournalState:
         self.state = state
         self.journal = journal
-        committed = state.windows[-1] if state.windows else None
-        self.counts = Counter(committed["reasons"]) if committed else Counter()
+        committed = state.last
+        self.counts = Counter(committed.reasons) if committed else Counter()
         self.rows_in = state.next_row
-        self.rejected = committed["rejected"] if committed else 0
-        self.docs_written = committed["docs_written"] if committed else 0
+        self.rejected = committed.rejected if committed else 0
+        self.conservation: Counter[str] = Counter(committed.conservation) if committed else Counter()
+        self.docs_written = committed.docs_written if committed else 0
         self.progress = Progress(rows_in=self.rows_in, docs=self.docs_written,
-                                 tokens=sum(w["tokens"] for w in state.windows), rejected=self.rejected)
+                                 tokens=sum(w.tokens for w in state.windows), rejected=self.rejected)
         self.window_index = len(state.windows)
         self.window = _Window()
         self.rejects_file = open(self.folder / REJECTS_NAME, "ab")  # noqa: SIM115 - closed below
         try:
             for chunk, batch in self.encoded(state.next_row):
+                fault_point("encode")
                 self._merge(chunk, batch)
                 if self.on_progress:
                     self.on_progress(self.progress)
@@ -238,26 +255,29 @@ class _Job:
         k = 0
         run_lo = None
         for item in chunk:
+            found: dict[str, int] | None = None
             if isinstance(item, Record):
-                doc = batch.outcome[k]
+                docs = batch.docs_of(k)
                 reject = batch.rejects.get(k)
+                found = batch.counts.get(k)
                 k += 1
             else:
-                doc, reject = -1, item
-            if doc >= 0:
-                if self.window.docs == self.config.pack_window:
+                docs, reject = range(0), item
+            if docs:
+                # a record's documents (its own and any `ID#K`) stay in one window, so a resume that restarts
+                # at a record boundary never writes half of them twice; a window may pass pack_window by those
+                if self.window.docs + (docs.start - run_lo if run_lo is not None else 0) >= self.config.pack_window:
                     if run_lo is not None:
-                        self.window.add(batch, run_lo, doc)
+                        self.window.add(batch, run_lo, docs.start)
                         run_lo = None
                     self._flush(final=False)
                 if run_lo is None:
-                    run_lo = doc
+                    run_lo = docs.start
                 self.rows_in += 1
-                self.docs_written += 1
-                self.progress.tokens += int(batch.lengths[doc])
-                if self.window.docs + (doc - run_lo + 1) == self.config.pack_window:
-                    self.window.add(batch, run_lo, doc + 1)
-                    run_lo = None
+                self.docs_written += len(docs)
+                self.progress.tokens += int(batch.lengths[docs.start:docs.stop].sum())
+                if found:
+                    self.conservation.update(found)
             else:
                 assert reject is not None
                 self._write_reject(reject)
@@ -268,6 +288,7 @@ class _Job:
 
     def _write_reject(self, reject: Reject) -> None:
         self.rejects_file.write(reject_line(reject).encode("utf-8") + b"\n")
+        fault_point("reject", self.rejects_file.flush)  # stopped here, the uncommitted tail is on disk
         self.rows_in += 1
         self.rejected += 1
         for code in dict.fromkeys(reject.codes):
@@ -293,18 +314,19 @@ class _Job:
         self.rejects_file.flush()
         os.fsync(self.rejects_file.fileno())
         self.timings["write_s"] += time.perf_counter() - t
-        entry = {
-            "window": self.window_index, "next_row": self.rows_in, "rejects_offset": self.rejects_file.tell(),
-            "rejected": self.rejected, "docs_written": self.docs_written, "reasons": dict(sorted(self.counts.items())),
-            "rows": len(plan), "tokens": int(lengths.sum()), "shards": shards,
-            "truncated_docs": [d for d, cut in zip(doc_ids, truncated, strict=True) if cut],
-        }
+        entry = WindowEntry(
+            window=self.window_index, next_row=self.rows_in, rejects_offset=self.rejects_file.tell(),
+            rejected=self.rejected, docs_written=self.docs_written, reasons=dict(sorted(self.counts.items())),
+            rows=len(plan), tokens=int(lengths.sum()), shards=shards,
+            truncated_docs=[d for d, cut in zip(doc_ids, truncated, strict=True) if cut],
+            conservation=dict(sorted(self.conservation.items())),
+        )
         self.journal.commit(entry)
         self.state.windows.append(entry)
         self.window_index += 1
 
     def _write_parts(self, plan: list[list[int]], ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                     doc_ids: list[str]) -> list[dict[str, Any]]:
+                     doc_ids: list[str]) -> list[PartEntry]:
         """Build and write the open window's shard parts (the Ray engine writes them in Ray tasks)."""
         return write_parts(self.folder, self.fingerprint, self.window_index, self.config.rows_per_shard,
                            plan, ids, labels, lengths, doc_ids)
@@ -316,31 +338,31 @@ class _Job:
             found = getattr(stream, "formats", {}).get(path)
             if found:
                 return found
-        return self.config.format
+        return self.config.read.format
 
     def manifest(self, state: JournalState) -> Manifest:
         c = self.config
-        last = state.windows[-1] if state.windows else {"next_row": 0, "rejected": 0, "docs_written": 0,
-                                                       "reasons": {}}
-        shard_entries = [s for w in state.windows for s in w["shards"]]
-        shards = [ShardInfo(file=final, **{k: v for k, v in s.items() if k != "part"})
+        last = state.last
+        shard_entries = [s for w in state.windows for s in w.shards]
+        shards = [ShardInfo(file=final, **s.model_dump(exclude={"part"}))
                   for (_, final), s in zip(final_shard_names(state), shard_entries, strict=True)]
-        truncated_docs = [d for w in state.windows for d in w["truncated_docs"]]
-        rows = sum(w["rows"] for w in state.windows)
-        tokens = sum(w["tokens"] for w in state.windows)
+        truncated_docs = [d for w in state.windows for d in w.truncated_docs]
+        rows = sum(w.rows for w in state.windows)
+        tokens = sum(w.tokens for w in state.windows)
         lower = math.ceil(tokens / c.max_length)
-        rows_in = last["next_row"]
-        rejected = last["rejected"]
+        rows_in = last.next_row if last else 0
+        rejected = last.rejected if last else 0
         return Manifest(
             sftdata_version=__version__,
             fingerprint=self.fingerprint,
-            inputs=[InputFile(**{**i, "format": state.formats.get(i["path"], c.format)}) for i in self.input_infos],
+            inputs=[InputFile(**{**i, "format": state.formats.get(i["path"], c.read.format)}) for i in self.input_infos],
             tokenizer=TokenizerInfo(path=c.tokenizer or "", files=self.tok_files),
             chat_template=self.template,
             options=c.output_options(),
             shards=shards,
-            counts=Counts(rows_in=rows_in, docs_written=last["docs_written"], rejected=rejected,
-                          reasons=last["reasons"], truncated=len(truncated_docs)),
+            counts=Counts(rows_in=rows_in, docs_written=last.docs_written if last else 0, rejected=rejected,
+                          reasons=last.reasons if last else {}, truncated=len(truncated_docs),
+                          **conservation_counts(last.conservation if last else {})),
             packing=Packing(packed=c.pack, capacity=c.max_length, rows=rows, tokens=tokens,
                             efficiency=round(tokens / (rows * c.max_length), 6) if rows else 1.0,
                             lower_bound_rows=lower,
@@ -352,6 +374,23 @@ class _Job:
         )
 
 
+def _remove_output(folder: Path) -> None:
+    """Delete an output or `.incomplete` folder; its manifest and journal go first, so a kill midway
+    never leaves a folder that looks finished or resumable."""
+    if not folder.is_dir():
+        folder.unlink()
+        return
+    for name in (MANIFEST_NAME, JOURNAL_NAME):
+        (folder / name).unlink(missing_ok=True)
+    fsync_dir(folder)
+    shutil.rmtree(folder)
+
+
+def _differs(manifest: Manifest, header: JournalHeader) -> str:
+    """What differs between a finished folder's job and this one, e.g. `option seed: 0 -> 5`."""
+    return "; ".join(differences(JournalHeader.from_manifest(manifest), header))
+
+
 def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resume: bool = False,
             overwrite: bool = False, on_progress: Callable[[Progress], None] | None = None,
             encoder_factory: str | None = None) -> PrepareResult:
@@ -361,7 +400,8 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
         inputs: files or Hugging Face datasets, as given by the user (kept as given in the manifest).
         out: the output folder; written as `OUT.incomplete/` and renamed when complete.
         config: the resolved pipeline config (`sftdata.config.resolve_config`).
-        resume: continue an interrupted run from `OUT.incomplete/` (the result is byte-identical).
+        resume: continue an interrupted run from `OUT.incomplete/` (the result is byte-identical); with
+            nothing to resume, start afresh and log a warning saying so.
         overwrite: replace an existing finished `OUT`.
         on_progress: called with running totals after every batch (for progress bars).
         encoder_factory: `module:callable` building the encoder from (tokenizer, MaskOptions), for custom
@@ -372,7 +412,8 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
 
     Raises:
         ConfigError: no tokenizer, no inputs, or `out` exists.
-        InputError: an input cannot be read, or `--resume` finds another job's folder.
+        InputError: an input cannot be read, or `--resume` finds another job's folder (the message names
+            each input or option that differs, with its old and new value).
     """
     start = time.perf_counter()
     if not inputs:
@@ -387,7 +428,7 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
             what = "a finished sftdata folder" if finished else "a folder that is not a finished sftdata output"
             raise ConfigError(f"{out} already exists ({what}); choose another --out, or pass --overwrite to "
                               "replace it")
-        shutil.rmtree(out)
+        _remove_output(out)
     job_class = _Job
     if config.engine == "ray":
         from sftdata.pipeline.ray_engine import RayJob
@@ -398,26 +439,33 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
     if already_done:  # `--resume` after the run finished: nothing to do if it is this job's output
         manifest = Manifest.load(out)
         if manifest.fingerprint != job.fingerprint:
-            raise ConfigError(f"{out} is a finished folder of another job (fingerprint differs); choose another "
-                              "--out, or pass --overwrite to replace it")
+            raise ConfigError(f"{out} is a finished folder of another job: {_differs(manifest, job.header)}; choose "
+                              "another --out, or pass --overwrite to replace it")
         return PrepareResult(out, manifest, {"total_s": round(time.perf_counter() - start, 3)}, resumed=True)
-    journal = Journal(job.folder, job.fingerprint)
-    resumed = False
-    if resume and job.folder.is_dir():
+    journal = Journal(job.folder, job.header)
+    committed: JournalState | None = None
+    if resume:
         if (job.folder / MANIFEST_NAME).is_file():  # killed between the manifest and the rename
             manifest = Manifest.load(job.folder)
             if manifest.fingerprint != job.fingerprint:
-                raise InputError(f"{job.folder} holds another job's output; run without --resume")
+                raise InputError(f"{job.folder} holds another job's output: {_differs(manifest, job.header)}; run "
+                                 "without --resume to start over")
             (job.folder / JOURNAL_NAME).unlink(missing_ok=True)
             job.folder.replace(out)
             return PrepareResult(out, manifest, {"total_s": time.perf_counter() - start}, resumed=True)
-        state = journal.load()
-        journal.rewind(state)
-        resumed = True
+        committed = journal.load() if job.folder.is_dir() else None
+        if committed is None:
+            why = "holds no complete journal" if job.folder.is_dir() else "does not exist"
+            log.warning("--resume: nothing to resume (%s %s); starting afresh", job.folder, why)
+    resumed = committed is not None
+    if committed is not None:
+        journal.rewind(committed)
+        state = committed
     else:
         if job.folder.exists():
-            shutil.rmtree(job.folder)
+            _remove_output(job.folder)
         job.folder.mkdir(parents=True)
+        fault_point("start")
         journal.start()
         state = JournalState()
     if not state.done:

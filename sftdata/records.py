@@ -222,6 +222,37 @@ def flatten_content(content: Any, path: str) -> tuple[str, str | None, list[Prob
     return "".join(texts), ("".join(thoughts) if thoughts else None), problems
 
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def split_think(content: str) -> tuple[str, str | None]:
+    """A leading `<think>...</think>` block of a reply, split off: (reply, reasoning or None).
+
+    Qwen3's own split rule (reasoning stripped of newlines at both ends, the reply after `</think>` with
+    leading newlines removed). Readers never apply it: content stays as written, and the engine uses it
+    only to locate the thought, or to hand it to a template that renders reasoning itself.
+    """
+    if THINK_OPEN not in content:  # C-speed fast path: most replies hold no think block
+        return content, None
+    stripped = content.lstrip()
+    if not stripped.startswith(THINK_OPEN):
+        return content, None
+    end = stripped.find(THINK_CLOSE)
+    if end < 0:
+        return content, None
+    reasoning = stripped[len(THINK_OPEN):end].strip("\n")
+    return stripped[end + len(THINK_CLOSE):].lstrip("\n"), reasoning
+
+
+def thought_of(message: Message) -> str | None:
+    """An assistant message's reasoning: its `reasoning` field, else a leading think block of its content."""
+    if message.reasoning is not None:
+        return message.reasoning
+    if message.role is Role.assistant:
+        return split_think(message.content)[1]
+    return None
+
+
 _PYDANTIC_TO_REASON = {
     "missing": Reason.missing_field,
     "enum": Reason.unknown_role,

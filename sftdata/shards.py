@@ -6,7 +6,14 @@ with ArrowInvalid in datasets 5.2), pyarrow memory-maps them, and polars reads t
 `sftdata` holds `{"format_version", "fingerprint"}` so a shard found alone still says what made it.
 
 Bytes are deterministic: no timestamps, no compression dictionaries that depend on threads, record
-batches of a fixed number of rows. The sha256 is computed while writing (no second read).
+batches of a fixed number of rows. The sha256 is computed while writing (no second read); the audit
+re-hashes files with `sftdata.fingerprint.file_sha256`.
+
+`read_shard` is the one reader: the trainer (`train.data.ShardSet`), the audit (`audit.tables`, which
+also reads other tools' `.arrow` files, hence the IPC-file fallback), `sftdata inspect` and the tests
+all read through it, so what the audit checks is byte for byte what the trainer sees. A read is a
+memory map plus the stream's record-batch headers: no copy, pages load when touched (a row is then
+two numpy views into the map), so opening a folder costs the same whatever its size.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import IO
 import numpy as np
 import pyarrow as pa
 
+from sftdata.errors import InputError
+from sftdata.faults import fault_point
 from sftdata.manifest import FORMAT_VERSION, SHARD_SCHEMA
 
 BATCH_ROWS = 1024
@@ -56,7 +65,9 @@ class _HashingSink:
     def write(self, data: bytes) -> int:
         view = memoryview(data)
         self.hash.update(view)
-        return self.raw.write(view)
+        written = self.raw.write(view)
+        fault_point("part.write", self.raw.flush)  # kill tests: stopped here, the part is half on disk
+        return written
 
     def flush(self) -> None:
         self.raw.flush()
@@ -116,29 +127,42 @@ class ShardWriter:
             self._file.close()
 
 
+SHARD_GLOB = "shard-*.arrow"
+"""The shard files of a prepared folder; sorted by name they are in manifest order."""
+
+
 def read_shard(path: str | Path) -> pa.Table:
-    """Memory-map one shard (no copy: pages load as they are touched)."""
-    source = pa.memory_map(str(path), "r")
-    return pa.ipc.open_stream(source).read_all()
+    """Memory-map one shard (no copy: pages load as they are touched).
+
+    Reads the IPC stream format that `ShardWriter` writes, and the IPC file format that other tools
+    write (`audit` reads their `.arrow` files too).
+
+    Raises:
+        InputError: the file is missing, truncated or not Arrow IPC (the message names the file).
+    """
+    try:
+        try:
+            return pa.ipc.open_stream(pa.memory_map(str(path), "r")).read_all()
+        except pa.ArrowInvalid:
+            return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(
+            f"{path}: not a readable Arrow IPC stream ({err}); the file is truncated or not a shard"
+        ) from err
+
+
+def shard_paths(folder: str | Path) -> list[Path]:
+    """The shard files of a prepared folder, in order (the manifest lists the same names)."""
+    return sorted(Path(folder).glob(SHARD_GLOB))
 
 
 def shard_metadata(path: str | Path) -> dict:
     """The `sftdata` schema metadata of a shard (`format_version`, `fingerprint`)."""
-    with pa.memory_map(str(path), "r") as source:
-        meta = pa.ipc.open_stream(source).schema.metadata or {}
+    meta = read_shard(path).schema.metadata or {}
     return json.loads(meta.get(b"sftdata", b"{}"))
 
 
 def iter_rows(folder: str | Path) -> Iterator[dict]:
     """Every row of a prepared folder, shard by shard, as Python dicts (for inspection and tests)."""
-    for path in sorted(Path(folder).glob("shard-*.arrow")):
+    for path in shard_paths(folder):
         yield from read_shard(path).to_pylist()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -7,7 +7,8 @@ once, in the loss ("position n predicts token n+1").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +26,9 @@ class Example:
     """bool, same length as `input_ids`."""
     truncated: bool = False
     """True when cut to `max_length` by the `truncate` policy."""
+    key: int | None = None
+    """None: the record's own document (its id). K: a document built for assistant turn K alone (a split or
+    DeepSeek-R1-style document), whose id is `ID#K`."""
 
     def __post_init__(self) -> None:
         if self.input_ids.shape != self.supervised.shape:
@@ -41,3 +45,29 @@ class Example:
     @property
     def n_supervised(self) -> int:
         return int(self.supervised.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """What one record became when that is more than one plain document, or when a drop was counted.
+
+    The engine returns a bare `Example` for the common case (one document, the record's own id, nothing
+    counted) and this otherwise; `documents_of` reads either.
+    """
+
+    documents: tuple[Example, ...]
+    """The record's documents: its own (key None) first when written, then `ID#K` documents by K."""
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """What the manifest counts for this record: `allowed_drop.KIND` (texts a template dropped under
+    `--allow-drop KIND`) and `context_drop.reasoning` (thoughts of unsupervised turns the template drops
+    as it would at inference)."""
+
+
+def documents_of(result: Example | Encoded) -> tuple[Example, ...]:
+    """The documents of an accepted record, whichever form the engine returned."""
+    return (result,) if isinstance(result, Example) else result.documents
+
+
+def document_id(record_id: str, example: Example) -> str:
+    """`ID` for the record's own document, `ID#K` for a document built for assistant turn K."""
+    return record_id if example.key is None else f"{record_id}#{example.key}"

@@ -1,8 +1,11 @@
 """Raw rows -> `Record`s or `Reject`s, and the counts a person checks before preparing data.
 
-`to_records` is the stage every later step uses: per input it detects the format from the first rows
-(or takes the named one), applies the column map, lets the format adapter build normal-form dicts,
-and validates them (`parse_conversation`). Every input row yields at least one item, so
+`validate_records(rows, read)` is the one validation step every path uses (local `prepare`, the Ray
+engine's tasks, `sftdata validate`), always given the whole `ReadOptions` so no path can forget one:
+per input it detects the format from the first rows (or takes the named one), applies the column
+map, lets the format adapter build normal-form dicts (OASST paths as `read.oasst_paths` says), and
+validates them (`parse_conversation`, fields up to `read.max_chars`). `to_records` is the same step
+with the options spelled as arguments; `count_records` counts its outcome. Every input row yields at least one item, so
 `rows == accepted + rejected` for one-to-one formats; an OASST tree yields one item per path, which
 is why the report counts `records` (what was judged) apart from `rows` (what was read).
 
@@ -14,12 +17,16 @@ Cost, measured on the 20k-row benchmark corpus (OpenAI messages, 2 cores): readi
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from sftdata.config import ReadOptions
 from sftdata.errors import ConfigError
 from sftdata.formats import (
     DETECT_ROWS,
@@ -31,13 +38,14 @@ from sftdata.formats import (
 )
 from sftdata.readers import RawRow, read_rows
 from sftdata.reasons import Reason
-from sftdata.records import MAX_FIELD_CHARS, Problem, Record, Reject, parse_conversation
+from sftdata.records import Problem, Record, Reject, Role, parse_conversation, thought_of
 
-__all__ = ["InputSummary", "RecordStream", "ValidationReport", "to_records", "validate_inputs", "validate_rows"]
+__all__ = ["InputSummary", "RecordStream", "ValidationReport", "count_records", "to_records", "validate_inputs",
+           "validate_records"]
 
 
 class RecordStream(Iterator["Record | Reject"]):
-    """The iterator `to_records` returns; `formats` maps each source seen so far to its format."""
+    """The iterator `validate_records` returns; `formats` maps each source seen so far to its format."""
 
     def __init__(self, items: Iterator[Record | Reject], formats: dict[str, str | None]) -> None:
         self._items = items
@@ -47,32 +55,56 @@ class RecordStream(Iterator["Record | Reject"]):
         return next(self._items)
 
 
-def to_records(rows: Iterable[RawRow], fmt: str = "auto", column_map: Mapping[str, str] | Sequence[str] | None = None,
-               *, max_chars: int = MAX_FIELD_CHARS, oasst_paths: str = "all") -> RecordStream:
-    """Validate raw rows into records, streaming.
+def read_options(read: ReadOptions | None = None, **fields: Any) -> ReadOptions:
+    """`read` with `fields` on top, validated (a keyword spelling of the one typed set of read options).
+
+    Raises:
+        ConfigError: A field is unknown or has a bad value (every problem at once).
+    """
+    if not fields:
+        return read or ReadOptions()
+    cmap = fields.get("column_map")
+    if cmap is not None and not isinstance(cmap, Mapping):  # `["old=new", ...]` as flags give it
+        fields["column_map"] = parse_column_map(cmap) or None
+    base = read.model_dump() if read is not None else {}
+    try:
+        return ReadOptions.model_validate({**base, **{k: v for k, v in fields.items() if v is not None}})
+    except ValidationError as err:
+        raise ConfigError("; ".join(_describe(e) for e in err.errors(include_url=False))) from None
+
+
+def _describe(error: Any) -> str:
+    key = ".".join(map(str, error["loc"])) or "read options"
+    if error["type"] == "literal_error":
+        return f"{key} must be {error['ctx']['expected']}, got {error['input']!r}"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def validate_records(rows: Iterable[RawRow], read: ReadOptions | None = None) -> RecordStream:
+    """Validate raw rows into records, streaming: THE validation step of every path (prepare, Ray, validate).
 
     Args:
         rows: Raw rows (from `read_rows`); rows of several sources are detected per source.
-        fmt: `auto` or a format name (`alpaca`, `sharegpt`, `messages`, `prompt_completion`, `oasst`).
-        column_map: `{old: new}` field renames applied before detection, or `["old=new", ...]`.
-        max_chars: The largest text field accepted (`oversize_field` above it).
-        oasst_paths: `all` root-to-leaf paths per OASST tree, or only the `top`-ranked one.
+        read: The read options, whole: `format` (`auto` or a name), `column_map` (`{old: new}` renames
+            applied before detection), `oasst_paths`, `max_chars` (the largest text field accepted,
+            `oversize_field` above it). `split` and `max_row_bytes` act in the reader.
 
     Returns:
         An iterator of `Record | Reject` (at least one per row) whose `formats` attribute maps each source
         to the format used.
 
     Raises:
-        InputError: `fmt` is `auto` and an input's first rows fit no format (raised while iterating).
+        InputError: `format` is `auto` and an input's first rows fit no format (raised while iterating).
         ConfigError: An unknown format name or a malformed column map (raised at once).
     """
+    read = read or ReadOptions()
+    fmt = read.format
     if fmt != "auto":
         get_format(fmt)
-    if oasst_paths not in ("all", "top"):
-        raise ConfigError(f"oasst_paths must be 'all' or 'top', got {oasst_paths!r}")
-    mapping = parse_column_map(column_map)
+    mapping = parse_column_map(read.column_map)
     formats: dict[str, str | None] = {}
-    options = FormatOptions(oasst_paths=oasst_paths)
+    options = FormatOptions(oasst_paths=read.oasst_paths)
+    max_chars = read.max_chars
 
     def generate() -> Iterator[Record | Reject]:
         for source, group in itertools.groupby(rows, key=lambda r: r.source):
@@ -86,6 +118,12 @@ def to_records(rows: Iterable[RawRow], fmt: str = "auto", column_map: Mapping[st
                 yield from _convert_row(row, adapter, mapping, options, max_chars)
 
     return RecordStream(generate(), formats)
+
+
+def to_records(rows: Iterable[RawRow], fmt: str = "auto", column_map: Mapping[str, str] | Sequence[str] | None = None,
+               **fields: Any) -> RecordStream:
+    """`validate_records` with the read options spelled as arguments (kept for callers and tests that do)."""
+    return validate_records(rows, read_options(format=fmt, column_map=column_map, **fields))
 
 
 def _convert_row(row: RawRow, convert: Callable[..., Any] | None, mapping: Mapping[str, str],
@@ -196,8 +234,8 @@ class ValidationReport:
             roles[m.role.value] += 1
             if m.tool_calls:
                 self.tool_calls += len(m.tool_calls)
-            if m.reasoning:
-                reasoning = True
+            if m.reasoning or (m.role is Role.assistant and "<think>" in m.content and thought_of(m)):
+                reasoning = True  # a field, or a leading think block kept in the content as written
         self.with_reasoning += reasoning
         self.with_tools += item.conversation.tools is not None
 
@@ -222,19 +260,18 @@ class ValidationReport:
         }
 
 
-def validate_rows(rows: Iterable[RawRow], fmt: str = "auto",
-                  column_map: Mapping[str, str] | Sequence[str] | None = None, *, max_chars: int = MAX_FIELD_CHARS,
-                  oasst_paths: str = "all", on_reject: Callable[[Reject], None] | None = None,
+def count_records(rows: Iterable[RawRow], read: ReadOptions | None = None, *,
+                  on_reject: Callable[[Reject], None] | None = None,
                   on_record: Callable[[Record], None] | None = None) -> ValidationReport:
     """Validate every row and count the outcome (the whole of `sftdata validate` minus the printing).
 
     Args:
         rows: Raw rows, e.g. `read_rows("data.jsonl")`.
-        fmt, column_map, max_chars, oasst_paths: As for `to_records`.
+        read: The read options, as for `validate_records`.
         on_reject: Called with each reject (e.g. a `RejectWriter`).
         on_record: Called with each accepted record (e.g. to collect or to count progress).
     """
-    stream = to_records(rows, fmt, column_map, max_chars=max_chars, oasst_paths=oasst_paths)
+    stream = validate_records(rows, read)
     report = ValidationReport()
     last: tuple[str, int] | None = None
     for item in stream:
@@ -251,25 +288,37 @@ def validate_rows(rows: Iterable[RawRow], fmt: str = "auto",
     return report
 
 
-def validate_inputs(sources: Sequence[str], fmt: str = "auto",
-                    column_map: Mapping[str, str] | Sequence[str] | None = None, *, split: str | None = None,
-                    max_chars: int = MAX_FIELD_CHARS, oasst_paths: str = "all", rejects: str | None = None,
+def read_inputs(sources: Sequence[str], read: ReadOptions) -> Iterator[RawRow]:
+    """The raw rows of every input in order, read with `read.split` and `read.max_row_bytes`.
+
+    Every input is opened before any row is read, so a missing second file fails at once.
+    """
+    kwargs: dict[str, Any] = {"split": read.split}
+    if "max_row_bytes" in inspect.signature(read_rows).parameters:
+        kwargs["max_row_bytes"] = read.max_row_bytes
+    streams = [read_rows(s, **kwargs) for s in sources]
+    return itertools.chain.from_iterable(streams)
+
+
+def validate_inputs(sources: Sequence[str], read: ReadOptions | None = None, *, rejects: str | None = None,
                     on_record: Callable[[Record], None] | None = None,
-                    on_reject: Callable[[Reject], None] | None = None) -> ValidationReport:
+                    on_reject: Callable[[Reject], None] | None = None, **fields: Any) -> ValidationReport:
     """Read and validate several inputs (each detected on its own), optionally writing `rejects` JSONL.
 
-    Every input is opened before any row is validated, so a missing second file fails at once.
+    Args:
+        sources: Files or Hugging Face datasets.
+        read: The read options; `fields` (e.g. `column_map=...`) are set on top of them.
+        rejects: Write every reject to this JSONL file.
 
     Raises:
         InputError: An input cannot be read, or its format cannot be detected.
     """
     from sftdata.rejects import RejectWriter
 
-    streams = [read_rows(s, split=split) for s in sources]
-    rows = itertools.chain.from_iterable(streams)
+    read = read_options(read, **fields)
+    rows = read_inputs(sources, read)
     if rejects is None:
-        report = validate_rows(rows, fmt, column_map, max_chars=max_chars, oasst_paths=oasst_paths,
-                               on_reject=on_reject, on_record=on_record)
+        report = count_records(rows, read, on_reject=on_reject, on_record=on_record)
         return _with_empty_inputs(report, sources)
     with RejectWriter(rejects) as writer:
         def both(reject: Reject) -> None:
@@ -277,8 +326,7 @@ def validate_inputs(sources: Sequence[str], fmt: str = "auto",
             if on_reject is not None:
                 on_reject(reject)
 
-        report = validate_rows(rows, fmt, column_map, max_chars=max_chars, oasst_paths=oasst_paths,
-                               on_reject=both, on_record=on_record)
+        report = count_records(rows, read, on_reject=both, on_record=on_record)
     return _with_empty_inputs(report, sources)
 
 

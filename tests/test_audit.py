@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from sftdata.audit import audit_prepared
+from sftdata.fingerprint import file_sha256
 from sftdata.manifest import (
     Counts,
     InputFile,
@@ -26,7 +27,6 @@ from sftdata.manifest import (
     TokenizerInfo,
     shard_name,
 )
-from sftdata.shards import file_sha256
 
 CONVERSATIONS = [
     {"id": "c0", "messages": [{"role": "user", "content": "What is the capital of France?"},

@@ -126,6 +126,12 @@ def test_reply_rewritten_by_template_is_not_located(test_tokenizer):
                                                  "{{ m['content'] | upper if m['content'] != 'A9probe reply text' "
                                                  "and m['role'] == 'assistant' else m['content'] }}")
     [rej] = encoder(test_tokenizer, upper).encode_batch([conv(("user", "hi"), ("assistant", "quiet words"))])
+    # the conservation check names the loss first: the reply's text is not in the render
+    assert rej[0].code is Reason.template_drops_content
+    assert rej[0].path == "messages[1].content"
+    # even when that drop is accepted, a reply that cannot be located is never guessed
+    [rej] = ChatEncoder(test_tokenizer, MaskOptions(allow_drop=["content"]), TemplateSource(upper, "t")).encode_batch(
+        [conv(("user", "hi"), ("assistant", "quiet words"))])
     assert rej[0].code is Reason.reply_not_located
 
 

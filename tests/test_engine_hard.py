@@ -10,6 +10,7 @@ from conftest import TOKENIZERS, requires_shared
 from sftdata.chat.compare import check_example, hf_ids, squash, supervised_runs
 from sftdata.chat.engine import ChatEncoder
 from sftdata.chat.options import MaskOptions
+from sftdata.reasons import Reason
 from sftdata.records import Conversation, parse_conversation
 
 pytestmark = requires_shared
@@ -34,6 +35,9 @@ def u(text: str) -> dict:
 
 def a(text: str, **kw) -> dict:
     return {"role": "assistant", "content": text, **kw}
+
+
+SYSTEM_DROPPED = {"mistral-7b-instruct-v0.3", "phi-3-mini-instruct"}
 
 
 def adversarial() -> list[Conversation]:
@@ -91,7 +95,13 @@ def test_adversarial_set_rejects_at_most_one_in_twenty(name):
     enc = encoder(name)
     convs = adversarial()
     results = enc.encode_batch(convs)
-    rejects = [(c.id, r[0].message) for c, r in zip(convs, results, strict=True) if isinstance(r, list)]
+    # conservation: Mistral v0.3 and Phi-3 print no system prompt in a training render; those records are
+    # rejected naming the drop (never written short), and are not mask failures
+    dropped = {c.id for c, r in zip(convs, results, strict=True)
+               if isinstance(r, list) and r[0].code is Reason.template_drops_system}
+    assert dropped == ({"adv1", "adv23", "adv39"} if name in SYSTEM_DROPPED else set())
+    rejects = [(c.id, r[0].message) for c, r in zip(convs, results, strict=True)
+               if isinstance(r, list) and c.id not in dropped]
     assert len(rejects) * 20 <= len(convs), rejects
     for conv, ex in zip(convs, results, strict=True):
         if isinstance(ex, list):
@@ -111,9 +121,14 @@ def test_gemma_system_prompt_folded_into_user_is_not_trained():
 
 def test_mistral_v3_system_merged_into_last_user_turn():
     """v0.3 puts the system text in the *last* user turn: prefix renders of earlier turns are not prefixes."""
-    enc = encoder("mistral-7b-instruct-v0.3")
     conv = make([{"role": "system", "content": "SYS"}, u("one"), a("first reply"), u("two"), a("second reply")])
-    [ex] = enc.encode_batch([conv])
+    # a training render ends with a reply, so v0.3 prints the system text nowhere: rejected, saying so
+    [rej] = encoder("mistral-7b-instruct-v0.3").encode_batch([conv])
+    assert rej[0].code is Reason.template_drops_system and rej[0].path == "messages[0].content"
+    enc = encoder("mistral-7b-instruct-v0.3", allow_drop=("system",))
+    [out] = enc.encode_batch([conv])
+    assert out.counts == {"allowed_drop.system": 1}  # accepted knowingly, and counted
+    [ex] = out.documents
     assert ex.input_ids.tolist() == hf_ids(enc, conv)
     runs = [squash(enc.tokenizer.decode(r)) for r in supervised_runs(ex)]
     assert runs == ["firstreply</s>", "secondreply</s>"]
@@ -123,11 +138,15 @@ def test_qwen3_reasoning_history_and_empty_think_block():
     enc = encoder("qwen3")
     conv = make([u("q1"), a("answer one", reasoning="old thoughts"),
                  u("q2"), a("answer two", reasoning="new thoughts")])
-    [ex] = enc.encode_batch([conv])
+    [out] = enc.encode_batch([conv])
+    ex, first = out.documents  # issue 10: the turn whose thought the full render drops gets its own document
+    assert (ex.key, first.key) == (None, 1)
     assert ex.input_ids.tolist() == hf_ids(enc, conv)
     runs = [enc.tokenizer.decode(r) for r in supervised_runs(ex)]
     assert "old thoughts" not in enc.tokenizer.decode(ex.input_ids.tolist())  # the template drops it
-    assert runs == ["answer one<|im_end|>", "<think>\nnew thoughts\n</think>\n\nanswer two<|im_end|>"]
+    assert runs == ["<think>\nnew thoughts\n</think>\n\nanswer two<|im_end|>"]  # turn 1 is not trained twice
+    assert [enc.tokenizer.decode(r) for r in supervised_runs(first)] == [
+        "<think>\nold thoughts\n</think>\n\nanswer one<|im_end|>"]
     [plain] = enc.encode_batch([make([u("q"), a("no reasoning here")])])
     assert [enc.tokenizer.decode(r) for r in supervised_runs(plain)] == ["no reasoning here<|im_end|>"]
     assert "<think>\n\n</think>" in enc.tokenizer.decode(plain.input_ids.tolist())  # injected, not trained
@@ -167,6 +186,12 @@ def test_tool_calls_with_json_arguments(name):
                  {"role": "tool", "content": '{"temp": 21}', "tool_call_id": "call_1"},
                  a("It is 21 degrees in Paris.")], tools=tools)
     [ex] = enc.encode_batch([conv])
+    if name == "deepseek-v4":  # its template prints no tool definitions: a named drop, allowed only knowingly
+        assert ex[0].code is Reason.template_drops_tools
+        enc = encoder(name, allow_drop=("tools",))
+        [out] = enc.encode_batch([conv])
+        assert out.counts["allowed_drop.tools"] >= 1
+        [ex] = out.documents
     assert not isinstance(ex, list), ex
     assert ex.input_ids.tolist() == hf_ids(enc, conv)
     runs = [enc.tokenizer.decode(r) for r in supervised_runs(ex)]

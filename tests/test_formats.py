@@ -146,7 +146,8 @@ def test_sharegpt_rules():
     assert [m.role.value for m in conv.messages] == ["system", "user", "assistant", "tool", "assistant"]
     assert [c.function.arguments for c in conv.messages[2].tool_calls] == [{"x": 1}, {"y": 2}]
     assert conv.messages[3].name is None  # two calls: the result's function is ambiguous
-    assert (conv.messages[4].content, conv.messages[4].reasoning) == ("Sunny.", "hmm")
+    # a leading think block stays in the reply as written (the engine decides per template)
+    assert (conv.messages[4].content, conv.messages[4].reasoning) == ("<think>\nhmm\n</think>\n\nSunny.", None)
 
 
 def test_messages_rules():
@@ -161,7 +162,7 @@ def test_messages_rules():
     assert m[0].role is Role.system and m[1].content == "ab" and m[1].train is False
     assert m[2].reasoning == "think" and m[2].tool_calls[0].id == "c1"
     assert m[2].tool_calls[0].function.arguments == {"q": 1}
-    assert (m[4].content, m[4].reasoning, m[4].train) == ("done", "r", True)
+    assert (m[4].content, m[4].reasoning, m[4].train) == ("<think>r</think>done", None, True)
 
 
 def test_prompt_completion_rules():

@@ -39,14 +39,13 @@ def test_rejected_record_prints_reasons_and_exits_1(tmp_path, test_tokenizer):
 
 
 def test_row_out_of_range_and_missing_tokenizer_are_errors(tmp_path, test_tokenizer):
-    from sftdata.errors import ConfigError
-
+    # errors are handled once, by the app: a message on stderr and exit 2 (as `sftdata` itself exits)
     result = runner.invoke(app, ["inspect", str(_data(tmp_path)), "--row", "0"])
-    assert isinstance(result.exception, ConfigError) and "--tokenizer" in str(result.exception)
+    assert result.exit_code == 2 and "error: inspecting" in result.stderr and "needs --tokenizer" in result.stderr
     tok_dir = tmp_path / "tok"
     test_tokenizer.save_pretrained(tok_dir)
     result = runner.invoke(app, ["inspect", str(_data(tmp_path)), "--tokenizer", str(tok_dir), "--row", "9"])
-    assert isinstance(result.exception, ConfigError) and "has 2 records" in str(result.exception)
+    assert result.exit_code == 2 and "has 2 records; --row 9 is out of range" in result.stderr
 
 
 def test_packed_row_shows_document_boundaries(tmp_path, test_tokenizer):
@@ -67,4 +66,20 @@ def test_packed_row_shows_document_boundaries(tmp_path, test_tokenizer):
     assert "document 0 doc-a" in result.output and "document 1 doc-b" in result.output
     assert "2 documents" in result.output and f"{len(a) + len(b)} tokens" in result.output
     result = runner.invoke(app, ["inspect", str(out), "--row", "5"])
-    assert "has 1 packed rows" in str(result.exception)
+    assert result.exit_code == 2 and "has 1 packed rows" in result.stderr
+
+
+def test_token_pieces_are_plain_data_that_spell_the_row(test_tokenizer):
+    from sftdata.chat.view import TokenPiece, token_pieces
+
+    text_a = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n你好 🙂<|im_end|>"
+    a = test_tokenizer(text_a)["input_ids"]
+    b = test_tokenizer("Paris.<|im_end|>")["input_ids"]
+    supervised = [False] * (len(a) - 2) + [True] * 2 + [True] * len(b)
+    pieces = token_pieces(test_tokenizer, a + b, supervised, [len(a), len(b)], ["x", "y"])
+    assert all(isinstance(p, TokenPiece) for p in pieces) and len(pieces) == len(a) + len(b)
+    assert "".join(p.text for p in pieces) == test_tokenizer.decode(a + b)  # byte-split characters stay whole
+    assert [(i, p.starts_document, p.document_id) for i, p in enumerate(pieces) if p.starts_document is not None] == [
+        (0, 0, "x"), (len(a), 1, "y")]
+    assert [p.supervised for p in pieces] == supervised
+    assert {p.text for p in pieces if p.special} == {"<|im_start|>", "<|im_end|>"}

@@ -57,7 +57,7 @@ def test_pipeline_runs_on_real_data(name: str, tmp_path: Path) -> None:
     assert m.counts.rows_in == m.counts.docs_written + m.counts.rejected
     assert m.counts.docs_written >= 0.9 * m.counts.rows_in, m.counts.reasons
     assert result.exit_code == 0
-    assert m.inputs[0].format == config.format
+    assert m.inputs[0].format == config.read.format
     assert m.options["mask"] == config.mask.model_dump(mode="json")
     rows = list(iter_rows(tmp_path / "out"))
     assert sum(len(r["doc_ids"]) for r in rows) == m.counts.docs_written

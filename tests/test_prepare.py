@@ -23,11 +23,12 @@ import pytest
 
 from sftdata.config import PipelineConfig, resolve_config
 from sftdata.errors import ConfigError
+from sftdata.fingerprint import file_sha256
 from sftdata.manifest import Manifest
 from sftdata.prepare import prepare
 from sftdata.reasons import Reason
 from sftdata.records import Problem
-from sftdata.shards import file_sha256, read_shard
+from sftdata.shards import read_shard
 from sftdata.tokens import Example
 
 FACTORY = "test_prepare:FakeEncoder.load"

@@ -165,3 +165,83 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_doubled(local_ray, in
     prepare(inputs, out, PipelineConfig(**CONFIG, engine="ray"))
     assert marker.exists(), "the fault was not injected"
     assert _files(out) == local_output
+
+
+# -- every read and mask option, non-default: Ray equals local, and the audit passes on each ---------
+def _option_inputs(folder: Path) -> dict[str, list[str]]:
+    """Inputs that make each non-default option matter (OASST tree, Dolly-like alpaca, a split dataset)."""
+    from datasets import Dataset, DatasetDict
+
+    def node(role: str, text: str, rank: int | None, replies: list) -> dict:
+        return {"message_id": text[:8], "role": role, "text": text, "rank": rank, "replies": replies}
+
+    trees = [{"message_tree_id": f"t{i}", "prompt": node("prompter", f"Question {i} about tea?", None, [
+        node("assistant", f"Best answer {i}: heat the water.", 0, [node("prompter", "And then?", None, [
+            node("assistant", f"Steep it {i} minutes.", 0, [])])]),
+        node("assistant", f"Second answer {i}: boil it.", 1, [])])} for i in range(6)]
+    oasst = folder / "trees.jsonl"
+    oasst.write_text("".join(json.dumps(t) + "\n" for t in trees), encoding="utf-8")
+    dolly = folder / "dolly.jsonl"
+    dolly.write_text("".join(json.dumps({"instruction": f"Summarise text {i}.", "context": f"Context {i}: tea grows.",
+                                         "response": f"Summary {i}.", "category": "summarization"}) + "\n"
+                             for i in range(12)), encoding="utf-8")
+    rows = [json.loads(line) for line in EXAMPLE.read_text(encoding="utf-8").splitlines()[:60] if line.startswith("{")
+            and '"messages"' in line]
+    rows = [r for r in rows if isinstance(r.get("messages"), list)]
+    dataset = folder / "dataset"
+    DatasetDict({"test": Dataset.from_list([{"prompt": r["messages"][0]["content"],
+                                            "completion": r["messages"][-1]["content"]}
+                                           for r in rows if len(r["messages"]) == 2][:20])}).save_to_disk(str(dataset))
+    template = folder / "template.jinja"
+    template.write_text((PACKAGE / "data" / "tokenizer" / "chat_template.jinja").read_text(encoding="utf-8"))
+    return {"oasst": [str(oasst)], "dolly": [str(dolly)], "dataset": [str(dataset)], "example": [str(EXAMPLE)],
+            "template": [str(template)]}
+
+
+OPTION_SETS = {
+    # read: format named, max_chars low; mask: masking last, no eot, control tokens rejected, a date
+    "format+max_chars+last+no_eot+reject_control": (
+        "example", {"format": "messages", "max_chars": 300,
+                    "mask": {"masking": "last", "train_eot": False, "control_tokens": "reject", "date": "01 Jan 2025"}}),
+    # read: OASST top paths; mask: masking all, reasoning not trained, reasoning field rejected
+    "oasst_top+all+no_reasoning": (
+        "oasst", {"oasst_paths": "top", "mask": {"masking": "all", "train_reasoning": False,
+                                                 "reasoning_field": "reject"}}),
+    # read: a column map; mask: template file, template kwargs, allowed drops, reasoning history last
+    "column_map+template+kwargs+allow_drop": (
+        "dolly", {"column_map": {"context": "input", "response": "output"},
+                  "mask": {"template_kwargs": {"unused_flag": True}, "allow_drop": ["name", "system"],
+                           "reasoning_history": "last", "chat_template": "{template}"}}),
+    # read: a split of a dataset folder; mask: plain prompt format, control tokens allowed
+    "split+prompt_format+allow_control": (
+        "dataset", {"split": "test", "mask": {"prompt_format": "User: {prompt}\nAssistant: {response}<|im_end|>",
+                                              "control_tokens": "allow"}}),
+}
+
+
+@pytest.mark.slow
+def test_every_read_and_mask_option_ray_equals_local_and_the_audit_passes(local_ray, tmp_path: Path) -> None:
+    from sftdata.audit import audit_prepared
+    from sftdata.config import ReadOptions, resolve_config
+    from sftdata.chat.options import MaskOptions
+
+    given = _option_inputs(tmp_path)
+    covered_read: set[str] = set()
+    covered_mask: set[str] = set()
+    for name, (data, options) in OPTION_SETS.items():
+        options = json.loads(json.dumps(options).replace("{template}", given["template"][0]))
+        config = resolve_config(None, {"tokenizer": TOKENIZER, "max_length": 256, "max_reject_fraction": 1.0,
+                                       "rows_per_shard": 16, "chunk_size": 8, **options})
+        covered_read |= {k for k, v in config.read if v != ReadOptions.model_fields[k].default}
+        covered_mask |= {k for k, v in config.mask if v != MaskOptions.model_fields[k].get_default(
+            call_default_factory=True)}
+        local = prepare(given[data], tmp_path / name / "local", config)
+        ray = prepare(given[data], tmp_path / name / "ray", config.model_copy(update={"engine": "ray"}))
+        assert local.manifest.counts.docs_written > 0, name
+        assert _files(tmp_path / name / "ray") == _files(tmp_path / name / "local"), f"{name}: Ray differs from local"
+        report = audit_prepared(ray.out, sample=0)
+        assert report.passed, (name, [f.to_json() for f in report.findings.items if f.severity == "error"][:3])
+        assert report.about["read"] == config.read.model_dump(mode="json"), name
+    assert covered_read == set(ReadOptions.model_fields) - {"max_row_bytes"} or covered_read == set(
+        ReadOptions.model_fields)
+    assert covered_mask == set(MaskOptions.model_fields), set(MaskOptions.model_fields) - covered_mask

@@ -142,3 +142,126 @@ def test_raw_row_is_frozen():
     row = RawRow("s", 0, {"a": 1}, {"a": 1})
     with pytest.raises(AttributeError):
         row.index = 3  # type: ignore[misc]
+
+
+# -- bounded rows: a row longer than max_row_bytes is streamed past, rejected with its position and size
+
+def oversize(row: RawRow) -> bool:
+    return row.data is None and row.problem is not None and row.problem.code is Reason.oversize_row
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_an_oversize_jsonl_line_is_skipped_and_the_rows_after_it_are_read(tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(readers, "SKIP_CHUNK", 7)  # cross many chunk edges while skipping
+    long_line = json.dumps({"instruction": "x" * 500, "output": "y"})
+    exact = json.dumps({"instruction": "z" * (100 - len(json.dumps({"instruction": "", "output": "o"}))),
+                        "output": "o"})
+    assert len(exact) == 100
+    lines = [json.dumps(ROWS[0]), long_line, exact, "", json.dumps(ROWS[1])]
+    path = tmp_path / f"d{suffix}"
+    body = "\r\n".join(lines).encode() + b"\n"
+    path.write_bytes(gzip.compress(body) if suffix.endswith(".gz") else body)
+    rows = list(read_rows(str(path), max_row_bytes=100))
+    assert [r.index for r in rows] == [0, 1, 2, 4]
+    assert rows[0].data == ROWS[0] and rows[2].data == json.loads(exact) and rows[3].data == ROWS[1]
+    assert oversize(rows[1]) and rows[1].raw is None
+    assert rows[1].problem.message.startswith(f"line 2 is {len(long_line):,} bytes, more than max_row_bytes=100;")
+    assert "x" * 20 not in rows[1].problem.message  # the size, never the text
+
+
+def test_an_oversize_last_line_without_newline(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps(ROWS[0]).encode() + b"\n" + b'{"a": "' + b"q" * 1000 + b'"}')
+    rows = list(read_rows(str(path), max_row_bytes=200))
+    assert rows[0].data == ROWS[0] and oversize(rows[1]) and f"{1009:,} bytes" in rows[1].problem.message
+
+
+def test_a_huge_integer_is_invalid_json_not_a_crash(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", ['{"a": ' + "9" * 5000 + "}", json.dumps(ROWS[0])])
+    bad, good = read_rows(str(path))
+    assert bad.problem.code is Reason.invalid_json and good.data == ROWS[0]
+
+
+def json_array_text() -> tuple[str, list]:
+    """An array with tricky strings (escaped quotes and backslashes, brackets, unicode) and scalars."""
+    items = [ROWS[0], {"s": 'a "quoted" ] } [ { , \\ back\\\\slash \u00e9\u4e16 \U0001F600'}, 3, "str", None,
+             {"nested": [[1, 2, {"k": "v]"}], []], "empty": {}}, ROWS[1], 1.5, True]
+    return json.dumps(items, ensure_ascii=False, indent=1), items
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 20])
+def test_streamed_json_arrays_read_what_json_loads_reads(tmp_path, monkeypatch, chunk):
+    text, items = json_array_text()
+    (tmp_path / "a.json").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(readers, "SKIP_CHUNK", chunk)
+    monkeypatch.setattr(readers, "JSON_WHOLE_LIMIT", 10)  # force the streaming reader
+    rows = list(read_rows(str(tmp_path / "a.json")))
+    assert [r.index for r in rows] == list(range(len(items)))
+    assert [r.data for r in rows if r.data is not None] == [v for v in items if isinstance(v, dict)]
+    assert [r.raw for r in rows if r.data is None] == [v for v in items if not isinstance(v, dict)]
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+@pytest.mark.parametrize("big", [{"messages": "x" * 3000}, "y" * 3000, [[["z" * 1000] * 3]],
+                                 {"s": '\\"]}' * 800}, 10 ** 100])
+def test_an_oversize_json_array_element_is_skipped(tmp_path, monkeypatch, chunk, big):
+    monkeypatch.setattr(readers, "SKIP_CHUNK", chunk)
+    items = [ROWS[0], big, ROWS[1]]
+    (tmp_path / "a.json").write_text(json.dumps(items))
+    limit = 60 if isinstance(big, int) else 2000
+    rows = list(read_rows(str(tmp_path / "a.json"), max_row_bytes=limit))
+    assert [r.index for r in rows] == [0, 1, 2]
+    assert rows[0].data == ROWS[0] and rows[2].data == ROWS[1]
+    assert oversize(rows[1]) and rows[1].raw is None
+    assert f"array element 1 is {len(json.dumps(big)):,} bytes" in rows[1].problem.message
+
+
+def test_a_json_gz_is_measured_while_decompressing(tmp_path):
+    items = [ROWS[0], {"instruction": "w" * 5000, "output": "x"}, ROWS[1]]
+    path = tmp_path / "a.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(items).encode()))
+    rows = list(read_rows(str(path), max_row_bytes=1000))
+    assert rows[0].data == ROWS[0] and oversize(rows[1]) and rows[2].data == ROWS[1]
+    assert [r.data for r in read_rows(str(path))] == items  # within the default limit: parsed whole
+
+
+def test_streamed_json_errors_name_the_file_and_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "JSON_WHOLE_LIMIT", 10)
+    (tmp_path / "bad.json").write_text('[{"a": 1},\n {"b": ]}, {"c": 2}]')
+    with pytest.raises(InputError, match=r"bad\.json: not valid JSON after row 1 \(Expecting value at line 2\)"):
+        list(read_rows(str(tmp_path / "bad.json")))
+    (tmp_path / "cut.json").write_text('[{"a": 1}, {"b": "unterminated')
+    with pytest.raises(InputError, match=r"cut\.json: not valid JSON after row 1"):
+        list(read_rows(str(tmp_path / "cut.json")))
+    (tmp_path / "lines.json").write_text("\n".join(json.dumps(r) for r in ROWS))
+    assert [r.data for r in read_rows(str(tmp_path / "lines.json"))] == ROWS
+
+
+def test_an_oversize_parquet_row_never_becomes_python_objects(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(3000)]
+    data[1500]["messages"][0]["content"] = "h" * 100_000
+    pq.write_table(pa.Table.from_pylist(data), tmp_path / "d.parquet", row_group_size=1000)
+    rows = list(read_rows(str(tmp_path / "d.parquet"), max_row_bytes=10_000))
+    assert len(rows) == 3000 and [r.index for r in rows] == list(range(3000))
+    assert oversize(rows[1500]) and "Parquet row 1500 is 100," in rows[1500].problem.message
+    assert [r.data for r in rows[:1500]] == data[:1500] and [r.data for r in rows[1501:]] == data[1501:]
+
+
+def test_an_oversize_csv_record_is_skipped_single_or_multi_line(tmp_path):
+    path = tmp_path / "d.csv"
+    long_cell = "v" * 500
+    many_lines = "\n".join(["m" * 40] * 20)  # a quoted cell over many short lines, 819 bytes in all
+    path.write_text(f'instruction,output\nok,fine\n{long_cell},x\n"{many_lines}",y\nafter,"two\nlines"\n'
+                    f'"quoted ""{long_cell}""",z\nlast,row\n', encoding="utf-8")
+    rows = list(read_rows(str(path), max_row_bytes=300))
+    assert [r.index for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert rows[0].data == {"instruction": "ok", "output": "fine"}
+    assert oversize(rows[1]) and "CSV row 1 is 502 bytes" in rows[1].problem.message
+    assert oversize(rows[2]) and oversize(rows[4])
+    assert rows[3].data == {"instruction": "after", "output": "two\nlines"}
+    assert rows[5].data == {"instruction": "last", "output": "row"}
+    assert [r.data for r in read_rows(str(path))][2]["instruction"] == many_lines  # default limit: all read

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sftdata.manifest import SHARD_SCHEMA
+from sftdata.fingerprint import file_sha256
+from sftdata.manifest import FORMAT_VERSION, SHARD_SCHEMA
 from sftdata.pipeline.rows import build_rows, shard_slices, shuffle_rows
-from sftdata.shards import ShardWriter, file_sha256, read_shard, shard_metadata
+from sftdata.shards import ShardWriter, read_shard, shard_metadata
 
 
 def sample_batch() -> pa.RecordBatch:
@@ -55,7 +56,7 @@ def test_reader_memory_maps_and_keeps_schema_and_metadata(tmp_path: Path) -> Non
     writer.close()
     table = read_shard(path)
     assert table.schema.remove_metadata() == SHARD_SCHEMA
-    assert shard_metadata(path) == {"format_version": 1, "fingerprint": "ab" * 32}
+    assert shard_metadata(path) == {"format_version": FORMAT_VERSION, "fingerprint": "ab" * 32}
     assert json.loads(table.schema.metadata[b"sftdata"])["fingerprint"] == "ab" * 32
     assert table.column("input_ids").to_pylist() == sample_batch().column("input_ids").to_pylist()
 
@@ -67,3 +68,38 @@ def test_shard_slices_and_shuffle_are_deterministic() -> None:
     plan = [[i] for i in range(50)]
     assert shuffle_rows(plan, 0, 0) == shuffle_rows(plan, 0, 0) != shuffle_rows(plan, 0, 1)
     assert sorted(shuffle_rows(plan, 3, 0)) == plan
+
+
+def test_one_reader_for_streams_files_and_truncated_shards(tmp_path: Path) -> None:
+    import pytest
+
+    from sftdata.errors import InputError
+    from sftdata.shards import iter_rows, shard_paths
+
+    path = tmp_path / "shard-00001-of-00002.arrow"
+    with ShardWriter(path, "ab" * 32) as writer:
+        writer.write_batch(sample_batch())
+        writer.close()
+    other = tmp_path / "shard-00000-of-00002.arrow"  # an IPC *file*, as other tools write
+    table = pa.Table.from_batches([sample_batch()])
+    with pa.OSFile(str(other), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table)
+    assert [p.name for p in shard_paths(tmp_path)] == [other.name, path.name]
+    assert read_shard(other).column("input_ids").to_pylist() == read_shard(path).column("input_ids").to_pylist()
+    assert len(list(iter_rows(tmp_path))) == 4
+    cut = tmp_path / "cut.arrow"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputError, match=r"cut\.arrow: not a readable Arrow IPC stream .* truncated or not a shard"):
+        read_shard(cut)
+
+
+def test_audit_and_trainer_read_shards_with_the_one_reader() -> None:
+    import inspect as pyinspect
+
+    import sftdata.audit.foreign as foreign
+    import sftdata.audit.tables as tables
+    import sftdata.train.data as data
+
+    for module in (tables, foreign, data):
+        source = pyinspect.getsource(module)
+        assert "read_shard(" in source and "pa.ipc.open_stream(" not in source and "pa.memory_map(" not in source

@@ -23,7 +23,8 @@ from sftdata.readers import parse_line
 from sftdata.reasons import Reason
 from sftdata.records import Reject, parse_conversation
 from sftdata.rejects import RejectLine, reject_line
-from sftdata.validate import validate_rows
+from sftdata.config import ReadOptions
+from sftdata.validate import count_records
 
 MAX_CHARS = 200
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -82,7 +83,7 @@ def lines_for(fmt: str) -> st.SearchStrategy[list[bytes]]:
 def check(fmt: str, lines: list[bytes]) -> None:
     raw_rows = [parse_line("gen.jsonl", i, line) for i, line in enumerate(lines) if line.strip()]
     rejects: list[Reject] = []
-    report = validate_rows(raw_rows, fmt, max_chars=MAX_CHARS, on_reject=rejects.append)
+    report = count_records(raw_rows, ReadOptions(format=fmt, max_chars=MAX_CHARS), on_reject=rejects.append)
     assert report.rows == len(raw_rows)
     assert report.records == report.accepted + report.rejected == report.accepted + len(rejects)
     if report.format != "oasst":  # an OASST tree gives one record per path
@@ -122,5 +123,5 @@ def test_fast_path_equals_normalised_path(msgs):
 
 
 def test_empty_inputs_count_nothing():
-    report = validate_rows([], "auto")
+    report = count_records([], ReadOptions())
     assert (report.rows, report.records, report.accepted, report.rejected, report.format) == (0, 0, 0, 0, None)

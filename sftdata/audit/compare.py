@@ -19,12 +19,15 @@ from sftdata.audit.tables import TokenView
 
 IDS = ("ids_match", "each document's ids equal the chat template's ids for its source record")
 MASK = ("mask_match", "each document's supervised tokens are exactly what the model must generate (re-derived)")
-UNPROVEN = ("mask_unproven", "documents whose mask the audit could not re-derive (template behaviour)")
+UNPROVEN = ("mask_unproven", "documents whose mask the audit could not re-derive (fails unless --allow-unproven)")
 
 
 def compare_document(view: TokenView, doc: int, derived: Derived, truncated: bool, findings: Findings,
-                     show: Callable[[int], str]) -> np.ndarray | bool:
+                     show: Callable[[int], str], allow_unproven: bool = False) -> np.ndarray | bool:
     """Check one stored document against its derivation.
+
+    A mask the audit cannot re-derive is a failure (`mask_unproven`), or a warning with
+    `allow_unproven` (the weaker audit, asked for by name).
 
     Returns True when it matches, False when it does not (ids, or no derivation), and the expected
     supervision mask when only the mask differs (so the report can mark the differing tokens).
@@ -49,8 +52,10 @@ def compare_document(view: TokenView, doc: int, derived: Derived, truncated: boo
                               f"first difference at document token {p})", expected=exp, found=got, **where))
         return False
     if derived.supervised is None or derived.unproven:
-        findings.check(*UNPROVEN, 1, Severity.warning)
-        findings.fail(Finding(UNPROVEN[0], Severity.warning, "; ".join(derived.unproven) or "mask not derived",
+        severity = Severity.warning if allow_unproven else Severity.error
+        findings.check(*UNPROVEN, 1, severity)
+        hint = "" if allow_unproven else " (pass --allow-unproven to accept masks the audit cannot prove)"
+        findings.fail(Finding(UNPROVEN[0], severity, ("; ".join(derived.unproven) or "mask not derived") + hint,
                               **view.locate(start)))
         return True
     findings.check(*MASK, 1)

@@ -35,8 +35,9 @@ from sftdata.audit.rederive import MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
 from sftdata.audit.run import WRONG_SHOWN, AuditReport, load_tokenizer, make_rules, sample_documents
 from sftdata.audit.stats import StatsAccumulator, summarize
-from sftdata.audit.tables import TokenView, list_column, read_stream, view_from_columns
+from sftdata.audit.tables import TokenView, list_column, view_from_columns
 from sftdata.errors import InputError
+from sftdata.shards import read_shard
 
 MASK_COLUMNS = ("assistant_masks", "completion_mask")
 BOUNDARY_COLUMNS = ("doc_lens", "seq_lengths", "position_ids")
@@ -59,7 +60,7 @@ def dataset_files(path: Path) -> list[Path]:
 
 
 def read_table(path: Path) -> pa.Table:
-    return pq.read_table(path) if path.suffix == ".parquet" else read_stream(path)
+    return pq.read_table(path) if path.suffix == ".parquet" else read_shard(path)
 
 
 def foreign_view(name: str, table: pa.Table) -> tuple[TokenView, str]:
@@ -121,7 +122,7 @@ def check_shifted(view: TokenView, findings: Findings) -> None:
 
 def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None = None, sample: int = 8,
                   masking: str = "assistant", train_eot: bool = True, sanitize: bool = False,
-                  date: str | None = None) -> AuditReport:
+                  date: str | None = None, allow_unproven: bool = False) -> AuditReport:
     """Audit any tokenized dataset with the shard invariants, template probes and (with `messages`) re-derivation.
 
     Args:
@@ -131,6 +132,7 @@ def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None
         masking, train_eot: what the dataset is meant to train (for the end-of-turn check and re-derivation).
         sanitize: whether control-token text in messages was encoded as plain text (HF default: no).
         date: the date the template printed (Llama 3.x), if pinned.
+        allow_unproven: a mask that cannot be re-derived from `messages` is a warning, not a failure.
     """
     t0 = time.perf_counter()
     path = Path(path)
@@ -155,19 +157,20 @@ def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None
         views.append(view)
         if "messages" in table.column_names and view.n_docs == view.n_rows:
             deriver = MaskDeriver(renderer, probes.eot_ids, probes.eot_texts)
-            for d, want in _rederive_rows(view, table, deriver, findings, rules):
+            for d, want in _rederive_rows(view, table, deriver, findings, rules, allow_unproven):
                 if len(wrong) < WRONG_SHOWN:
                     wrong.append((len(views) - 1, d, want))
     summary = summarize(stats, None)
     about: dict[str, Any] = {"tokenizer": tokenizer, "columns": described,
-                             "options": {"masking": masking, "train_eot": train_eot, "sanitize": sanitize}}
+                             "options": {"masking": masking, "train_eot": train_eot, "sanitize": sanitize},
+                             "mode": {"shards_only": False, "allow_unproven": allow_unproven}}
     samples = sample_documents(views, tok, sample, wrong)
     return AuditReport(str(path), "dataset", findings, probes.findings, summary, samples, {}, about,
                        {"total_s": round(time.perf_counter() - t0, 3)})
 
 
 def _rederive_rows(view: TokenView, table: pa.Table, deriver: MaskDeriver, findings: Findings,
-                   rules: Any) -> list[tuple[int, Any]]:
+                   rules: Any, allow_unproven: bool = False) -> list[tuple[int, Any]]:
     """Re-derive every row from its `messages`; returns (row, expected mask or None) of failing rows."""
     messages = table.column("messages").to_pylist()
     wrong = []
@@ -175,7 +178,7 @@ def _rederive_rows(view: TokenView, table: pa.Table, deriver: MaskDeriver, findi
         batch = [[{k: v for k, v in m.items() if v is not None} for m in conv] for conv in messages[lo:lo + 1024]]
         derived = deriver.derive_batch([(m, None, [None] * len(m)) for m in batch])
         for k, result in enumerate(derived):
-            outcome = compare_document(view, lo + k, result, False, findings, rules.token_text)
+            outcome = compare_document(view, lo + k, result, False, findings, rules.token_text, allow_unproven)
             if outcome is not True:
                 wrong.append((lo + k, outcome if isinstance(outcome, np.ndarray) else None))
     return wrong

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sftdata.audit.findings import Finding, Findings, Severity
 from sftdata.audit.tables import TokenView
+from sftdata.fingerprint import file_sha256
 from sftdata.manifest import Manifest, ShardInfo
-from sftdata.shards import file_sha256
 
 FILES = ("shard_files", "every shard the manifest lists exists, and no other shard file is present")
 SHA = ("shard_sha256", "every shard's sha256 equals the manifest's")
@@ -70,12 +70,14 @@ def check_shard_counts(view: TokenView, info: ShardInfo, findings: Findings) -> 
 
 
 def check_totals(manifest: Manifest, totals: dict[str, int], findings: Findings) -> None:
-    """Manifest totals vs what the shards hold (documents written, rows, tokens)."""
+    """Manifest totals vs what the shards hold (documents written, rows, tokens); every record read is one
+    document (plus its `ID#K` documents, counted in `split_docs`) or one reject."""
     findings.check(*COUNTS, 1)
     pairs = {"counts.docs_written": (manifest.counts.docs_written, totals["documents"]),
              "packing.rows": (manifest.packing.rows, totals["rows"]),
              "packing.tokens": (manifest.packing.tokens, totals["tokens"]),
-             "counts.rows_in": (manifest.counts.rows_in, manifest.counts.docs_written + manifest.counts.rejected)}
+             "counts.rows_in": (manifest.counts.rows_in, manifest.counts.docs_written - manifest.counts.split_docs
+                                + manifest.counts.rejected)}
     for key, (want, found) in pairs.items():
         if want != found:
             findings.fail(Finding(COUNTS[0], Severity.error, f"manifest {key} disagrees with the shards",

@@ -51,6 +51,8 @@ class RenderSettings:
     train_eot: bool = True
     train_reasoning: bool = True
     prompt_format: str | None = None
+    reasoning_field: str = "inline"
+    """`inline`: a reasoning field the template has no slot for was put in the content as a leading think block."""
 
     @classmethod
     def from_options(cls, options: dict[str, Any], chat_template: str | None) -> RenderSettings:
@@ -65,6 +67,7 @@ class RenderSettings:
             train_eot=bool(mask.get("train_eot", True)),
             train_reasoning=bool(mask.get("train_reasoning", True)),
             prompt_format=mask.get("prompt_format"),
+            reasoning_field=str(mask.get("reasoning_field") or "inline"),
         )
 
 
@@ -121,6 +124,44 @@ class Renderer:
         except Exception:
             return False
         return "probe_fn_audit" in text
+
+    @cached_property
+    def renders_reasoning(self) -> bool:
+        """Does the template print a reasoning field of the last assistant turn (a reasoning slot)?"""
+        probe = "probe reasoning audit 7Q"
+        messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning": probe}]
+        try:
+            return probe in self.text(self.template_messages(messages))
+        except Exception:
+            return False
+
+    def inline_reasoning(self, messages: list[dict]) -> list[dict]:
+        """Messages as the writer hands them to a template with no reasoning slot (`reasoning_field: inline`):
+        the reasoning as a leading `<think>\n...\n</think>\n\n` block of the content."""
+        if self.settings.reasoning_field != "inline" or self.renders_reasoning:
+            return messages
+        out = []
+        for m in messages:
+            thought = m.get("reasoning")
+            if thought is not None:
+                m = {k: v for k, v in m.items() if k != "reasoning"}
+                m["content"] = f"<think>\n{thought}\n</think>\n\n{m.get('content') or ''}"
+            out.append(m)
+        return out
+
+    def document_input(self, messages: list[dict], tools: list[dict] | None, train: list[bool | None],
+                       split_turns: set[int]) -> tuple[list[dict], list[dict] | None, list[bool | None]]:
+        """What to derive for a record's own document: turns written as their own `ID#K` documents are
+        context here (never trained twice)."""
+        flags = [False if i in split_turns else t for i, t in enumerate(train)]
+        return self.inline_reasoning(messages), tools, flags
+
+    def turn_input(self, messages: list[dict], tools: list[dict] | None,
+                   k: int) -> tuple[list[dict], list[dict] | None, list[bool | None]]:
+        """What to derive for document `ID#K`: the conversation up to turn k, rendered with k last, only k trained."""
+        head = messages[: k + 1]
+        flags: list[bool | None] = [(i == k) if m.get("role") == "assistant" else None for i, m in enumerate(head)]
+        return self.inline_reasoning(head), tools, flags
 
     def template_messages(self, messages: list[dict]) -> list[dict]:
         """Record messages as templates expect them: `reasoning` also under the names templates read

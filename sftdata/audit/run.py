@@ -10,6 +10,7 @@ writer's mask engine (`sftdata.chat`) or `sftdata.prepare`.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -21,18 +22,19 @@ import numpy as np
 from pydantic import ValidationError
 
 from sftdata.audit.compare import compare_document
+from sftdata.audit.conserve import Conservation, DropPolicy
 from sftdata.audit.findings import Finding, Findings, Severity
 from sftdata.audit.integrity import check_files, check_metadata, check_shard_counts, check_totals
 from sftdata.audit.invariants import TokenRules, check_view
 from sftdata.audit.probes import ProbeResult, run_probes
 from sftdata.audit.rederive import MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
-from sftdata.audit.sources import resolve_input, source_records
+from sftdata.audit.sources import available_inputs, rejected_positions, resolve_input, source_rows
 from sftdata.audit.stats import StatsAccumulator, summarize
 from sftdata.audit.tables import TokenView, shard_view
 from sftdata.audit.tokens import special_ids, token_namer, token_pieces
 from sftdata.errors import InputError
-from sftdata.manifest import MANIFEST_NAME, REJECTS_NAME, Manifest
+from sftdata.manifest import FORMAT_VERSION, MANIFEST_NAME, REJECTS_NAME, Manifest
 
 BATCH = 1024
 WRONG_SHOWN = 3
@@ -89,6 +91,10 @@ def load_manifest(folder: Path) -> Manifest:
     try:
         return Manifest.load(folder)
     except ValidationError as err:
+        if any(e["loc"] == ("format_version",) for e in err.errors(include_url=False)):
+            found = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("format_version")
+            raise InputError(f"{folder / MANIFEST_NAME}: manifest format version {found!r} is not one this sftdata "
+                             f"reads (1 to {FORMAT_VERSION}); upgrade sftdata") from None
         raise InputError(f"{folder / MANIFEST_NAME}: not a valid manifest ({err.error_count()} problem(s): "
                          f"{err.errors(include_url=False)[0]['msg']})") from None
 
@@ -115,19 +121,24 @@ def make_rules(tok: Any, settings: RenderSettings, probes: ProbeResult, truncate
 
 
 def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: int = 8,
-                   rederive: bool = True) -> AuditReport:
-    """Audit a folder written by `sftdata prepare`.
+                   shards_only: bool = False, allow_unproven: bool = False, rederive: bool = True) -> AuditReport:
+    """Audit a folder written by `sftdata prepare`: it proves every document or fails.
 
     Args:
         folder: the prepared folder (with `manifest.json`).
         tokenizer: override the tokenizer the manifest names (e.g. when it moved).
         sample: documents shown token by token in the report.
-        rederive: re-read the inputs and re-derive every document (the slow, strongest part).
+        shards_only: the weaker audit, asked for by name: shard invariants only, no source rows (no
+            re-derivation, no conservation). The report lists the checks that were skipped and why.
+        allow_unproven: a mask the audit cannot re-derive is a warning instead of a failure.
+        rederive: False is the same as `shards_only=True` (kept for callers of earlier versions).
 
     Returns:
-        The report; `report.passed` is False when any check failed.
+        The report; `report.passed` is False when any check failed. Missing or changed inputs and
+        unproven masks fail unless the weaker audit was asked for.
     """
     t0 = time.perf_counter()
+    shards_only = shards_only or not rederive
     folder = Path(folder)
     manifest = load_manifest(folder)
     findings = Findings()
@@ -162,85 +173,140 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     timings["shards_s"] = time.perf_counter() - t
 
     wrong: list[tuple] = []
-    if rederive:
+    allowed: dict[str, int] = {}
+    if shards_only:
+        for name, why in SOURCE_CHECKS:
+            findings.skip(name, why, "--shards-only: the source rows were not read")
+    else:
         t = time.perf_counter()
-        wrong = rederive_documents(views, manifest, folder, renderer, probes, rules, findings)
-        timings["rederive_s"] = time.perf_counter() - t
+        inputs = available_inputs(manifest, folder, findings)
+        if inputs is None:
+            for name, why in SOURCE_CHECKS:
+                findings.skip(name, why, "an input is missing or changed (see input_available)")
+        else:
+            wrong, allowed = check_sources(views, manifest, inputs, folder, tok, renderer, probes, rules, findings,
+                                           allow_unproven)
+        timings["sources_s"] = time.perf_counter() - t
     rejects = summarize_rejects(folder / REJECTS_NAME)
     samples = sample_documents(views, tok, sample, wrong)
     timings["total_s"] = time.perf_counter() - t0
     about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
-             "options": manifest.options, "counts": manifest.counts.model_dump(),
-             "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version}
+             "options": manifest.options, "read": manifest.read_options(), "counts": manifest.counts.model_dump(),
+             "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version,
+             "manifest_version": manifest.format_version,
+             "mode": {"shards_only": shards_only, "allow_unproven": allow_unproven},
+             "allowed_drops": allowed}
     return AuditReport(str(folder), "sftdata", findings, probes.findings, summary, samples, rejects, about,
                        {k: round(v, 3) for k, v in timings.items()})
 
 
-def rederive_documents(views: list[TokenView], manifest: Manifest, folder: Path, renderer: Renderer,
-                       probes: ProbeResult, rules: TokenRules, findings: Findings) -> list[tuple]:
-    """Re-read every source record, derive its ids and mask, and compare with the stored document.
+SOURCE_CHECKS = (
+    ("ids_match", "each document's ids equal the chat template's ids for its source record"),
+    ("mask_match", "each document's supervised tokens are exactly what the model must generate (re-derived)"),
+    ("conservation", "every text of each raw row is in its record's documents (normalised)"),
+    ("records_accounted", "every valid source record is in the shards or in rejects.jsonl, once"),
+    ("doc_has_source", "every stored document comes from a source record"),
+)
+"""The checks that need the source rows (skipped, and listed as skipped, by the weaker audits)."""
 
-    Returns up to `WRONG_SHOWN` failing documents as (view, doc, expected mask or None) for the report.
+_SPLIT_ID = re.compile(r"(.*)#(\d+)")
+
+
+@dataclass
+class DocIndex:
+    """Where each stored document is: by its id, and by the record id of an `ID#K` document."""
+
+    full: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    split: dict[str, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
+    """record id -> (K, view, doc) of each `ID#K` document."""
+
+    @classmethod
+    def build(cls, views: list[TokenView]) -> DocIndex:
+        index = cls()
+        for v, view in enumerate(views):
+            for d in np.flatnonzero(view.doc_valid).tolist():
+                doc_id = view.doc_ids[d]
+                index.full[doc_id].append((v, d))
+                m = _SPLIT_ID.fullmatch(doc_id)
+                if m:
+                    index.split[m.group(1)].append((int(m.group(2)), v, d))
+        return index
+
+
+def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, folder: Path, tok: Any,
+                  renderer: Renderer, probes: ProbeResult, rules: TokenRules, findings: Findings,
+                  allow_unproven: bool) -> tuple[list[tuple], dict[str, int]]:
+    """Read every source row once; re-derive each of its documents and check conservation.
+
+    Returns up to `WRONG_SHOWN` failing documents as (view, doc, expected mask or None) for the report,
+    and the allowed drops by kind.
     """
     wrong: list[tuple] = []
-    where: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for v, view in enumerate(views):
-        for d in np.flatnonzero(view.doc_valid).tolist():
-            where[view.doc_ids[d]].append((v, d))
+    index = DocIndex.build(views)
     deriver = MaskDeriver(renderer, probes.eot_ids, probes.eot_texts)
-    notes: list[Finding] = []
+    conservation = Conservation(tok, views, DropPolicy.from_options(manifest.options), findings,
+                                rules.truncated_docs)
     seen: set[tuple[int, int]] = set()
     missing: list[Any] = []
-    rejected = _rejected_positions(folder / REJECTS_NAME)
-    records = source_records(manifest, folder, notes)
-    while chunk := list(islice(records, BATCH)):
-        derived = deriver.derive_batch([(r.messages, r.tools, r.train) for r in chunk])
-        for record, result in zip(chunk, derived, strict=True):
-            places = [p for p in where.get(record.doc_id, ()) if p not in seen]
+    rejected = rejected_positions(folder / REJECTS_NAME)
+    rows = source_rows(manifest, inputs, findings)
+    while chunk := list(islice(rows, BATCH)):
+        jobs: list[tuple[int, Any, list[tuple[int, int]], str]] = []  # (row in chunk, record, places, doc id)
+        todo = []
+        for r, row in enumerate(chunk):
+            for record in row.records:
+                places = index.full.get(record.doc_id, [])
+                splits = sorted(index.split.get(record.doc_id, ()))
+                if not places and not splits:
+                    if (record.source, record.index) not in rejected:
+                        missing.append(record)
+                    continue
+                split_turns = {k for k, _, _ in splits}
+                if places:
+                    todo.append(renderer.document_input(record.messages, record.tools, record.train, split_turns))
+                    jobs.append((r, record, places, record.doc_id))
+                for k, v, d in splits:
+                    todo.append(renderer.turn_input(record.messages, record.tools, k))
+                    jobs.append((r, record, [(v, d)], f"{record.doc_id}#{k}"))
+        derived = deriver.derive_batch(todo) if todo else []
+        row_docs: list[list[tuple[int, int]]] = [[] for _ in chunk]
+        paired = []
+        for (r, record, places, doc_id), result in zip(jobs, derived, strict=True):
+            truncated = doc_id in rules.truncated_docs
+            places = [p for p in places if p not in seen]
             if not places:
                 if (record.source, record.index) not in rejected:
                     missing.append(record)
                 continue
-            truncated = record.doc_id in rules.truncated_docs
             if len(places) > 1:  # a duplicated doc_id: pair the record with the copy that matches it, if any
                 places.sort(key=lambda p: compare_document(views[p[0]], p[1], result, truncated, Findings(),
                                                            rules.token_text) is not True)
-            v, d = places[0]
-            seen.add((v, d))
-            outcome = compare_document(views[v], d, result, truncated, findings, rules.token_text)
+            seen.add(places[0])
+            row_docs[r].append(places[0])
+            paired.append((places[0], result, truncated))
+        # what was lost first (it names the text), then how the tokens differ
+        conservation.check([(row, docs) for row, docs in zip(chunk, row_docs, strict=True)
+                            if (row.source, row.index) not in rejected])
+        for (v, d), result, truncated in paired:
+            outcome = compare_document(views[v], d, result, truncated, findings, rules.token_text, allow_unproven)
             if outcome is not True and len(wrong) < WRONG_SHOWN:
                 wrong.append((v, d, outcome if isinstance(outcome, np.ndarray) else None))
-    for note in notes:
-        findings.fail(note)
     name = ("records_accounted", "every valid source record is in the shards or in rejects.jsonl, once")
     findings.check(*name, len(seen) + len(missing))
     for record in missing[:25]:
         findings.fail(Finding(name[0], Severity.error, "a valid source record is neither in the shards nor in "
                               "rejects.jsonl", doc_id=record.doc_id, expected="written or rejected", found="absent"),
                       count=len(missing) if record is missing[0] else 0)
-    if not notes:  # every input was there: every stored document must come from one of them
-        extra = [(v, d) for locs in where.values() for (v, d) in locs if (v, d) not in seen]
-        findings.check("doc_has_source", "every stored document comes from a source record", len(seen) + len(extra))
-        for i, (v, d) in enumerate(extra[:25]):
-            view = views[v]
-            findings.fail(Finding("doc_has_source", Severity.error, "stored document matches no source record "
-                                  "(unknown or duplicated doc_id)", **view.locate(int(view.doc_starts[d])),
-                                  expected="a doc_id of a source record", found=view.doc_ids[d]),
-                          count=len(extra) if i == 0 else 0)
-    return wrong
-
-
-def _rejected_positions(path: Path) -> set[tuple[str, int]]:
-    out: set[tuple[str, int]] = set()
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    item = json.loads(line)
-                    out.add((item.get("source"), int(item.get("index"))))
-                except (ValueError, TypeError):
-                    continue
-    return out
+    extra = [(v, d) for locs in index.full.values() for (v, d) in locs if (v, d) not in seen]
+    findings.check("doc_has_source", "every stored document comes from a source record", len(seen) + len(extra))
+    for i, (v, d) in enumerate(extra[:25]):
+        view = views[v]
+        findings.fail(Finding("doc_has_source", Severity.error, "stored document matches no source record "
+                              "(unknown or duplicated doc_id, or a record the read options leave out)",
+                              **view.locate(int(view.doc_starts[d])), expected="a doc_id of a source record",
+                              found=view.doc_ids[d]),
+                      count=len(extra) if i == 0 else 0)
+    return wrong, dict(conservation.allowed)
 
 
 def summarize_rejects(path: Path) -> dict[str, Any]:

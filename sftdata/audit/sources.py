@@ -1,36 +1,32 @@
-"""Re-reading the source records a manifest names, to re-derive every document from scratch.
+"""The source rows a manifest names, read back by the audit alone (no writer reader or adapter).
 
-The audit reads the inputs again with the project's readers and validation (`sftdata.readers`,
-`sftdata.validate`): those turn rows into `Conversation`s and share no code with the mask engine.
 Inputs are looked up as given in the manifest (relative to the working directory), then relative to
-the prepared folder's parent. An input that is missing or whose sha256 differs from the manifest's is
-reported as a warning and its documents are not re-derived (the shard-only checks still run).
+the prepared folder's parent and the folder itself. An input that cannot be found, or whose sha256
+differs from the manifest's, FAILS the `input_available` check: without the source the audit cannot
+prove the documents, and a proof that quietly shrinks to shard checks is no proof. `--shards-only`
+asks for the weaker audit by name.
 
-A document's id is the record's own `id`, or `SOURCE:ROW` with SOURCE as given in the manifest
-(whatever path the audit found the file under), which is what the writer stores in `doc_ids`.
+Each input is read with `sftdata.audit.raw` and each row interpreted with `sftdata.audit.normal`,
+under the read options the manifest records (any manifest version): the format each input was read
+as, the column map, the split and the OASST path choice. A document's id is the record's own `id`,
+`SOURCE:ROW` with SOURCE as given in the manifest, or `TREE:LEAF` for an OASST path; documents the
+writer split per reasoning turn are `ID#K`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sftdata.audit.findings import Finding, Severity
+from sftdata.audit.findings import Finding, Findings, Severity
+from sftdata.audit.normal import RawRecord, apply_column_map, read_row
+from sftdata.audit.raw import raw_rows
+from sftdata.errors import InputError
+from sftdata.fingerprint import input_sha256
 from sftdata.manifest import Manifest
 
-
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One validated record ready to render: template messages, tools and per-message train flags."""
-
-    doc_id: str
-    source: str
-    index: int
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None
-    train: list[bool | None]
+AVAILABLE = ("input_available", "every input the manifest names is present with the sha256 prepare recorded")
 
 
 def resolve_input(given: str, folder: Path) -> Path | None:
@@ -41,34 +37,55 @@ def resolve_input(given: str, folder: Path) -> Path | None:
     return None
 
 
-def source_records(manifest: Manifest, folder: Path, notes: list[Finding]) -> Iterator[SourceRecord]:
-    """Every valid record of every input the manifest names, in input order.
+def rejected_positions(path: Path) -> set[tuple[str, int]]:
+    """(source, row index) of every line of `rejects.jsonl`."""
+    out: set[tuple[str, int]] = set()
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    item = json.loads(line)
+                    out.add((item.get("source"), int(item.get("index"))))
+                except (ValueError, TypeError):
+                    continue
+    return out
 
-    Rejected rows are skipped (they are in `rejects.jsonl`); unavailable inputs add a warning to `notes`.
-    """
-    from sftdata.fingerprint import input_sha256
-    from sftdata.readers import read_rows
-    from sftdata.validate import to_records
 
-    options = manifest.options
-    fmt = options.get("format", "auto")
-    column_map = options.get("column_map")
-    for info in manifest.inputs:
+def available_inputs(manifest: Manifest, folder: Path, findings: Findings) -> list[tuple[Path, int]] | None:
+    """(path now, position in the manifest) of every input, or None when one is missing or changed
+    (each such input is a located `input_available` failure)."""
+    findings.check(*AVAILABLE, len(manifest.inputs))
+    found: list[tuple[Path, int]] = []
+    ok = True
+    for n, info in enumerate(manifest.inputs):
         path = resolve_input(info.path, folder)
         if path is None:
-            notes.append(Finding("input_available", Severity.warning,
-                                 f"input {info.path!r} not found: its documents are checked from the shards alone"))
+            ok = False
+            findings.fail(Finding(AVAILABLE[0], Severity.error, f"input {info.path!r} not found (looked in the "
+                                  f"working directory and beside {folder}); restore it, or pass --shards-only for "
+                                  "the weaker shard-only audit", expected=info.sha256, found="missing"))
             continue
-        if input_sha256(str(path)) != info.sha256:
-            notes.append(Finding("input_available", Severity.warning,
-                                 f"input {info.path!r} changed since prepare (sha256 differs): its documents are "
-                                 "checked from the shards alone", expected=info.sha256))
+        digest = input_sha256(str(path))
+        if digest != info.sha256:
+            ok = False
+            findings.fail(Finding(AVAILABLE[0], Severity.error, f"input {info.path!r} changed since prepare (sha256 "
+                                  "differs): its documents cannot be proven; restore it, or pass --shards-only",
+                                  expected=info.sha256, found=digest))
             continue
-        for item in to_records(read_rows(str(path), split=info.split), fmt=fmt, column_map=column_map):
-            conv = getattr(item, "conversation", None)
-            if conv is None:
-                continue  # a reject: the writer has it in rejects.jsonl
-            doc_id = conv.id if conv.id is not None else f"{info.path}:{item.index}"
-            yield SourceRecord(doc_id=doc_id, source=info.path, index=item.index,
-                               messages=conv.to_template_messages(), tools=conv.tools,
-                               train=[m.train for m in conv.messages])
+        found.append((path, n))
+    return found if ok else None
+
+
+def source_rows(manifest: Manifest, inputs: list[tuple[Path, int]], findings: Findings) -> Iterator[RawRecord]:
+    """Every raw row of every input, interpreted under the manifest's read options, in input order."""
+    read = manifest.read_options()
+    mapping = read.get("column_map") or None
+    top = read.get("oasst_paths") == "top"
+    for path, n in inputs:
+        info = manifest.inputs[n]
+        try:
+            rows = raw_rows(path, info.split or read.get("split"))
+            for index, row in rows:
+                yield read_row(apply_column_map(row, mapping), info.format, info.path, index, top)
+        except InputError as err:
+            findings.fail(Finding(AVAILABLE[0], Severity.error, str(err), expected=info.sha256, found="unreadable"))

@@ -22,21 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from sftdata.errors import InputError
-
-
-def read_stream(path: Path) -> pa.Table:
-    """Read an Arrow IPC stream (or file) memory-mapped; a truncated file raises `InputError` naming it."""
-    try:
-        source = pa.memory_map(str(path), "r")
-        try:
-            return pa.ipc.open_stream(source).read_all()
-        except pa.ArrowInvalid:
-            source = pa.memory_map(str(path), "r")
-            return pa.ipc.open_file(source).read_all()
-    except (pa.ArrowInvalid, OSError) as err:
-        raise InputError(
-            f"{path}: not a readable Arrow IPC stream ({err}); the file is truncated or not a shard"
-        ) from err
+from sftdata.shards import read_shard
 
 
 def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +152,7 @@ def view_from_columns(name: str, table: pa.Table, *, ids: str, labels: np.ndarra
 
 def shard_view(path: Path) -> TokenView:
     """A prepared shard (SHARD_SCHEMA) as a view."""
-    table = read_stream(path)
+    table = read_shard(path)
     missing = {"input_ids", "labels", "doc_lens", "doc_ids"} - set(table.column_names)
     if missing:
         raise InputError(f"{path}: missing columns {sorted(missing)}; not an sftdata shard")

@@ -9,7 +9,8 @@ We reuse the same marking and splitting so that the ids are identical, and compu
 piece with the Rust tokenizer (transformers returns none there) so the mask can still be placed.
 
 Control tokens are the tokenizer's special tokens plus the added tokens that occur in the template's
-literal text (transformers' `_get_control_tokens` rule); `tokenizer.chat_control_tokens` wins when set.
+literal text (transformers' `_get_control_tokens` rule, which `sftdata.chat.tokenizer.ChatTokenizer` mirrors
+without importing transformers); `tokenizer.chat_control_tokens` wins when set.
 Only records that contain control-token text (or the marker characters) take this slower path.
 """
 
@@ -114,7 +115,16 @@ def encode_marked(tokenizer: Any, marked_text: str, split_re: re.Pattern[str]
 
 
 def transformers_marked_ids(tokenizer: Any, marked_text: str) -> list[int] | None:
-    """The ids transformers' own `encode_marked_chat` gives (None where this transformers lacks it)."""
+    """The ids transformers' own `encode_marked_chat` gives (None where this transformers lacks it).
+
+    None for the light `ChatTokenizer` too: `prepare` must not import transformers (2.5 s per process) for a
+    bug guard; that path is held equal to `apply_chat_template(..., sanitize_control_tokens=True)` by the tests
+    (`tests/test_engine_hard.py`, `tests/test_chat_tokenizer.py`) instead.
+    """
+    from sftdata.chat.tokenizer import ChatTokenizer
+
+    if isinstance(tokenizer, ChatTokenizer):
+        return None
     try:
         from transformers.utils.chat_template_utils import encode_marked_chat
     except ImportError:  # pragma: no cover - transformers < 5.2

@@ -9,6 +9,17 @@ exactly `tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, **h
 (with `sanitize_control_tokens=True` under the default `control_tokens: sanitize`), for the messages
 `template_messages(conv)` returns.
 
+Conservation (`conservation.py`, issue 10): every text of the record must be in the render. Content goes
+to the template as the user wrote it; a reasoning field becomes a leading think block where the template
+has no reasoning slot (`reasoning_field: inline`), and a leading think block moves into the slot only where
+the template has one and would drop it from content. A supervised turn whose thought the full render loses
+(Qwen3 and DeepSeek V3 drop earlier thoughts) gets its own document `ID#K` (`reasoning_history: split`):
+the conversation up to turn K rendered with K last, only K supervised. Where even that render strips the
+thought and the generation prompt opens a think block (DeepSeek-R1 style: `<｜Assistant｜><think>\n`), the
+document is the generation prompt followed by what the model writes: the thought, `</think>`, the reply
+and the end-of-turn (`_r1_document`). Any other loss is a `template_drops_*` reject unless `allow_drop`
+names it (counted); a thought of an unsupervised turn dropped as at inference is counted, not rejected.
+
 Straddling tokens (one convention, the one Hugging Face's assistant mask uses): a token is supervised
 when it holds at least one character of a supervised span. A token that merges the end of a header
 with the start of a reply is therefore trained; the ids stay the template's own.
@@ -24,22 +35,56 @@ import functools
 import json
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sftdata.chat import control
-from sftdata.chat.jinja_env import compile_template, render
-from sftdata.chat.options import ControlTokens, Masking, MaskOptions
+from sftdata.chat.jinja_env import TemplateLimitError, compile_template, render
+from sftdata.chat.conservation import Haystack, missing_texts
+from sftdata.chat.options import ControlTokens, Masking, MaskOptions, ReasoningField, ReasoningHistory
 from sftdata.chat.spans import Plan, plan_spans
 from sftdata.chat.template import TemplateSource, load_template_source, profile_template
 from sftdata.errors import TemplateError
 from sftdata.reasons import Reason
-from sftdata.records import Conversation, Problem, Role
-from sftdata.tokens import Example
+from sftdata.records import Conversation, Problem, Role, split_think
+from sftdata.tokens import Encoded, Example
 
-Result = Example | list[Problem]
+Result = Example | Encoded | list[Problem]
+"""Per record: one plain document, several documents or counted drops (`Encoded`), or every problem."""
+
+_REASONING_KEYS = ("reasoning", "reasoning_content", "thinking")
+
+
+@dataclass
+class _Doc:
+    """One document of a record, rendered and planned, waiting for its ids."""
+
+    key: int | None
+    text: str
+    plan: Plan
+    marked: str | None = None
+    """The render with control-token markers, when the record needs the sanitizing encode."""
+
+
+@dataclass
+class _Pending:
+    """A record's documents while their encodings are in flight."""
+
+    docs: list[_Doc]
+    counts: dict[str, int]
+    done: list[Example | list[Problem] | None] = field(default_factory=list)
+
+    def result(self) -> Result:
+        for d in self.done:
+            if isinstance(d, list):
+                return d
+        examples = tuple(d for d in self.done if isinstance(d, Example))
+        if len(examples) == 1 and examples[0].key is None and not self.counts:
+            return examples[0]
+        return Encoded(examples, dict(sorted(self.counts.items())))
 
 CHUNK = 256
 """Records per encode call inside a batch (rendering of the next chunk overlaps encoding of this one)."""
@@ -47,7 +92,11 @@ CHUNK = 256
 
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(path: str) -> Any:
-    """`AutoTokenizer.from_pretrained`, once per process (a 262k-vocabulary tokenizer takes seconds to load)."""
+    """transformers' `AutoTokenizer.from_pretrained`, once per process: the reference (TRL, comparisons, fallback).
+
+    `ChatEncoder.load` uses `sftdata.chat.tokenizer.load_chat_tokenizer` instead, which needs no transformers
+    for a folder with `tokenizer.json` (the import alone is ~2.5 s of the floor's ~8 s).
+    """
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
@@ -64,7 +113,7 @@ class ChatEncoder:
         self.template_text: str | None = source.text
         self._ref = tokenizer_ref
         try:
-            self._template = compile_template(source.text, options.date)
+            self._template = compile_template(source.text, options.date, options.template_limits)
         except Exception as err:  # noqa: BLE001 - any parse failure is a config error naming the template
             raise TemplateError(f"{source.origin} does not compile: {err}") from err
         self._base_vars: dict[str, Any] = {**tokenizer.special_tokens_map, **self.hf_kwargs}
@@ -81,10 +130,15 @@ class ChatEncoder:
 
     @classmethod
     def load(cls, tokenizer: str | Path, options: MaskOptions | None = None) -> ChatEncoder:
-        """Load a Hugging Face tokenizer (folder or hub id) and its template; cheap enough for each worker."""
+        """Load a Hugging Face tokenizer (folder or hub id) and its template; cheap enough for each worker.
+
+        A folder with `tokenizer.json` loads without transformers (`sftdata.chat.tokenizer`); others fall back.
+        """
+        from sftdata.chat.tokenizer import load_chat_tokenizer
+
         options = options or MaskOptions()
         try:
-            tok = load_tokenizer(str(tokenizer))
+            tok = load_chat_tokenizer(str(tokenizer))
         except (OSError, ValueError) as err:
             raise TemplateError(f"cannot load tokenizer {tokenizer}: {err}. Pass a folder with tokenizer.json or "
                                 "a hub id that is in the local cache (HF_HUB_OFFLINE=1)") from err
@@ -109,12 +163,27 @@ class ChatEncoder:
         return any(t in text for t in self._scan_tokens)
 
     def template_messages(self, conv: Conversation) -> list[dict[str, Any]]:
-        """The messages exactly as the template sees them (reasoning aliased as transformers does)."""
+        """The messages exactly as the template sees them.
+
+        Content as written; a reasoning field aliased as `reasoning_content` / `thinking` where the template
+        has a reasoning slot, else inlined as a leading `<think>` block (`reasoning_field: inline`); a leading
+        think block moved into the slot only where the template has one and drops it from content.
+        """
+        profile = self.profile
         out = []
         for m in conv.to_template_messages():
-            if m.get("reasoning") is not None:
-                r = m["reasoning"]
+            r = m.get("reasoning")
+            if r is not None and profile.reasoning_slot:
                 m = {"thinking": r, **m, "reasoning_content": r}
+            elif r is not None:
+                m = {k: v for k, v in m.items() if k != "reasoning"}
+                if r.strip():
+                    m["content"] = f"<think>\n{r}\n</think>\n\n{m.get('content', '')}"
+            elif (profile.reasoning_slot and not profile.keeps_content_think and m["role"] == "assistant"
+                  and "<think>" in m.get("content", "")):
+                answer, thought = split_think(m["content"])
+                if thought is not None:
+                    m = {**m, "content": answer, "reasoning": thought, "thinking": thought, "reasoning_content": thought}
             if self.profile.string_arguments and m.get("tool_calls"):
                 m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.dumps(
                     c["function"].get("arguments", {}), ensure_ascii=False)}} for c in m["tool_calls"]]
@@ -142,58 +211,67 @@ class ChatEncoder:
         return flags
 
     def encode_batch(self, conversations: Sequence[Conversation]) -> list[Result]:
-        """Encode a batch: an `Example` per accepted conversation, a list of `Problem`s per reject.
+        """Encode a batch: per conversation an `Example`, an `Encoded` (several documents or counted drops), or
+        the list of `Problem`s that reject it.
 
         The batch is cut into chunks of `CHUNK` records; the Rust tokenizer encodes chunk j in a helper
         thread (it releases the GIL) while Python renders and plans chunk j + 1, so rendering hides behind
         encoding instead of adding to it. Results do not depend on the chunking.
         """
         results: list[Result | None] = [None] * len(conversations)
-        pending: Future | None = None
+        pending: _Chained | None = None
         with ThreadPoolExecutor(max_workers=1) as pool:
             for lo in range(0, len(conversations), CHUNK):
-                idx, texts, plans = self._prepare_chunk(conversations, lo, min(lo + CHUNK, len(conversations)),
-                                                        results)
-                future = pool.submit(self.tokenizer.backend_tokenizer.encode_batch, texts, add_special_tokens=False)
+                chained = self._prepare_chunk(conversations, lo, min(lo + CHUNK, len(conversations)), results)
+                chained.future = pool.submit(self.tokenizer.backend_tokenizer.encode_batch, chained.texts,
+                                             add_special_tokens=False)
                 if pending is not None:
-                    self._finish_chunk(conversations, *pending.result(), results)
-                pending = _Chained(future, idx, plans)
+                    self._finish_chunk(conversations, pending, results)
+                pending = chained
             if pending is not None:
-                self._finish_chunk(conversations, *pending.result(), results)
+                self._finish_chunk(conversations, pending, results)
         return results  # type: ignore[return-value]
 
     def _prepare_chunk(self, conversations: Sequence[Conversation], lo: int, hi: int, results: list[Any]
-                       ) -> tuple[list[int], list[str], list[Plan]]:
-        idx: list[int] = []
-        texts: list[str] = []
-        plans: list[Plan] = []
+                       ) -> _Chained:
+        chained = _Chained()
         for n in range(lo, hi):
             conv = conversations[n]
             prepared = self._prepare(conv)
             if isinstance(prepared, list):
                 results[n] = prepared
                 continue
-            text, plan, marked = prepared
-            if marked is None:
-                idx.append(n)
-                texts.append(text)
-                plans.append(plan)
-            else:
-                results[n] = self._finish_marked(conv, marked, plan)
-        return idx, texts, plans
+            prepared.done = [None] * len(prepared.docs)
+            chained.records[n] = prepared
+            for j, doc in enumerate(prepared.docs):
+                if doc.marked is None:
+                    chained.slots.append((n, j))
+                    chained.texts.append(doc.text)
+                else:
+                    prepared.done[j] = self._finish_marked(conv, doc)
+        return chained
 
-    def _finish_chunk(self, conversations: Sequence[Conversation], idx: list[int], plans: list[Plan],
-                      encodings: list[Any], results: list[Any]) -> None:
-        for n, plan, enc in zip(idx, plans, encodings, strict=True):
-            results[n] = self._finish(conversations[n], enc.ids, enc.char_to_token, plan)
+    def _finish_chunk(self, conversations: Sequence[Conversation], chained: _Chained, results: list[Any]) -> None:
+        for (n, j), enc in zip(chained.slots, chained.future.result(), strict=True):
+            pending = chained.records[n]
+            pending.done[j] = self._finish(conversations[n], enc.ids, enc.char_to_token, pending.docs[j])
+        for n, pending in chained.records.items():
+            results[n] = pending.result()
 
-        return results  # type: ignore[return-value]
-
-    def _prepare(self, conv: Conversation) -> tuple[str, Plan, str | None] | list[Problem]:
-        """Render and plan one conversation: (clean text, plan, marked text or None) or problems."""
+    def _prepare(self, conv: Conversation) -> _Pending | list[Problem]:
+        """Render, check conservation and plan one conversation's documents (or say why it cannot be used)."""
+        options = self.options
+        if options.reasoning_field is ReasoningField.reject and not self.profile.reasoning_slot:
+            for i, m in enumerate(conv.messages):
+                if m.reasoning and m.reasoning.strip():
+                    return [Problem(Reason.template_drops_reasoning, f"turn {i} has a reasoning field and "
+                                    f"{self.source.origin} has no reasoning slot; with reasoning_field=reject such "
+                                    "records are not used (--reasoning-field inline writes it as a leading "
+                                    "<think> block)", f"messages[{i}].reasoning")]
         plain_messages = messages = self.template_messages(conv)
+        view = _located(plain_messages)
         tools = conv.tools
-        mode = self.options.control_tokens
+        mode = options.control_tokens
         marked = False
         if mode is not ControlTokens.allow and self._has_control_text(_user_text(conv)):
             if mode is ControlTokens.reject:
@@ -209,21 +287,130 @@ class ChatEncoder:
             prefixes = {k: self._render(messages[:k], tools, True) for k, flag in enumerate(trained)
                         if flag and messages[k]["role"] == "assistant"}
         except Exception as err:  # noqa: BLE001 - untrusted template code: every failure is this record's reject
-            where = f"record {conv.id!r}" if conv.id is not None else "this record"
-            return [Problem(Reason.template_error, f"{self.source.origin} failed on {where}: "
-                            f"{type(err).__name__}: {err}")]
+            return [self._template_error(conv, err)]
         text = _unmark(full) if marked else full
-        if marked:
-            prefixes = {k: _unmark(p) for k, p in prefixes.items()}
-        plan = plan_spans(text, plain_messages, trained, prefixes, self.profile.eot_texts,
-                          calls_rendered=self.profile.renders_tool_calls, train_eot=self.options.train_eot,
-                          train_reasoning=self.options.train_reasoning,
-                          everything=self.options.masking is Masking.all)
-        if isinstance(plan, Problem):
-            return [plan]
-        return text, plan, (full if marked else None)
+        clean = {k: _unmark(p) for k, p in prefixes.items()} if marked else prefixes
+        doc = Haystack(text)
+        counts: dict[str, int] = {}
+        lost = missing_texts(conv, doc)
+        if lost:
+            refused = [t for t in lost if t.kind not in options.allow_drop]
+            if refused:
+                return [Problem(Reason(f"template_drops_{t.kind}"), f"{self.source.origin} does not render "
+                                f"{t.path} ({_short(t.text)}); the document would miss it. Pass --allow-drop "
+                                f"{t.kind} to accept this drop knowingly (it is counted in the manifest)", t.path)
+                        for t in _first_per_kind(refused)]
+            for t in lost:
+                counts[f"allowed_drop.{t.kind}"] = counts.get(f"allowed_drop.{t.kind}", 0) + 1
+        splits = self._reasoning_splits(view, trained, doc, counts)
+        if isinstance(splits, Problem):
+            return [splits]
+        docs: list[_Doc] = []
+        if options.masking is Masking.all or any(trained):
+            plan = self._plan(text, view, trained, {k: p for k, p in clean.items() if trained[k]})
+            if isinstance(plan, Problem):
+                return [plan]
+            docs.append(_Doc(None, text, plan, full if marked else None))
+        for k in splits:
+            built = self._turn_document(conv, messages, view, tools, k, prefixes[k], clean[k], marked)
+            if isinstance(built, Problem):
+                return [built]
+            docs.append(built)
+        return _Pending(docs, counts)
 
-    def _finish_marked(self, conv: Conversation, marked: str, plan: Plan) -> Result:
+    def _reasoning_splits(self, view: list[dict[str, Any]], trained: list[bool | None], doc: Haystack,
+                          counts: dict[str, int]) -> list[int] | Problem:
+        """Turns whose thought the full render loses and that need their own document (updates `trained`)."""
+        splits: list[int] = []
+        last = max((i for i, m in enumerate(view) if m.get("role") == "assistant"), default=-1)
+        history = self.options.reasoning_history
+        for i, m in enumerate(view):
+            thought = m.get("reasoning_content") if m.get("role") == "assistant" else None
+            if not thought or not thought.strip() or doc.has(thought):
+                continue
+            if not trained[i]:  # context, dropped exactly as at inference: counted, never silent
+                counts["context_drop.reasoning"] = counts.get("context_drop.reasoning", 0) + 1
+                continue
+            if i != last and history is ReasoningHistory.reject:
+                return Problem(Reason.template_drops_reasoning, f"{self.source.origin} drops the reasoning of turn "
+                               f"{i} (it keeps only later turns' thoughts); with reasoning_history=reject such "
+                               "records are not used (--reasoning-history split trains that turn in its own "
+                               "document)", f"messages[{i}]")
+            trained[i] = None
+            if i != last and history is ReasoningHistory.last:
+                counts["context_drop.reasoning"] = counts.get("context_drop.reasoning", 0) + 1
+                continue
+            splits.append(i)
+        return splits
+
+    def _plan(self, text: str, view: list[dict[str, Any]], trained: list[bool | None],
+              prefixes: dict[int, str]) -> Plan | Problem:
+        o = self.options
+        return plan_spans(text, view, trained, prefixes, self.profile.eot_texts,
+                          calls_rendered=self.profile.renders_tool_calls, train_eot=o.train_eot,
+                          train_reasoning=o.train_reasoning, everything=o.masking is Masking.all)
+
+    def _turn_document(self, conv: Conversation, messages: list[dict[str, Any]], view: list[dict[str, Any]],
+                       tools: Any, k: int, prefix: str, clean_prefix: str, marked: bool) -> _Doc | Problem:
+        """Document `ID#K`: the conversation up to turn K rendered with K last, only K supervised; where that
+        render strips the thought too, the DeepSeek-R1 form (generation prompt + what the model writes)."""
+        thought = view[k]["reasoning_content"]
+        try:
+            sub = self._render(messages[:k + 1], tools, False)
+        except Exception as err:  # noqa: BLE001
+            return self._template_error(conv, err)
+        text = _unmark(sub) if marked else sub
+        if not Haystack(text).has(thought):
+            built = self._r1_document(conv, messages, view, tools, k, prefix, marked)
+            if isinstance(built, Problem):
+                return built
+            sub = built
+            text = _unmark(sub) if marked else sub
+        only = [None] * (k + 1)
+        only[k] = True
+        o = self.options
+        plan = plan_spans(text, view[:k + 1], only, {k: clean_prefix}, self.profile.eot_texts,
+                          calls_rendered=self.profile.renders_tool_calls, train_eot=o.train_eot,
+                          train_reasoning=o.train_reasoning)
+        if isinstance(plan, Problem):
+            return plan
+        return _Doc(k, text, plan, sub if marked else None)
+
+    def _r1_document(self, conv: Conversation, messages: list[dict[str, Any]], view: list[dict[str, Any]],
+                     tools: Any, k: int, prefix: str, marked: bool) -> str | Problem:
+        """Generation prompt (ending in the think opener) + thought + closing tag + the reply as rendered."""
+        opener = self.profile.think_opener
+        if opener is None or not prefix.endswith(opener):
+            return Problem(Reason.template_drops_reasoning, f"{self.source.origin} drops the reasoning of turn {k} "
+                           "even when it is the last turn, and its generation prompt opens no think block",
+                           f"messages[{k}]")
+        reply = {key: v for key, v in messages[k].items() if key not in _REASONING_KEYS}
+        answer = view[k].get("content", "")
+        reply["content"] = control.mark(answer, self._control_re) if marked else answer
+        try:
+            rendered = self._render([*messages[:k], reply], tools, False)
+        except Exception as err:  # noqa: BLE001
+            return self._template_error(conv, err)
+        head = prefix[:-len(opener)]
+        if not rendered.startswith(head):
+            return Problem(Reason.template_drops_reasoning, f"{self.source.origin} drops the reasoning of turn {k}, "
+                           "and its render with that turn last does not continue its generation prompt",
+                           f"messages[{k}]")
+        thought = view[k]["reasoning_content"]
+        if marked:
+            thought = control.mark(thought, self._control_re)
+        return f"{prefix}{thought}\n{self.profile.think_close}\n\n{rendered[len(head):]}"
+
+    def _template_error(self, conv: Conversation, err: Exception) -> Problem:
+        where = f"record {conv.id!r}" if conv.id is not None else "this record"
+        if isinstance(err, TemplateLimitError):  # a bound, not a bug of the template: name the limit to raise
+            return Problem(Reason.template_limit, f"{self.source.origin} on {where}: {err}; raise "
+                           f"`template_limits.{err.limit}` only for a template you trust")
+        return Problem(Reason.template_error, f"{self.source.origin} failed on {where}: {type(err).__name__}: {err}")
+
+    def _finish_marked(self, conv: Conversation, doc: _Doc) -> Example | list[Problem]:
+        marked = doc.marked
+        assert marked is not None
         try:
             _, ids, offsets = control.encode_marked(self.tokenizer, marked, self._split_re)
         except ValueError as err:
@@ -239,9 +426,10 @@ class ChatEncoder:
             i = int(np.searchsorted(ends, pos, side="right"))
             return i if i < len(offsets) and starts[i] <= pos < ends[i] else None
 
-        return self._finish(conv, ids, char_to_token, plan)
+        return self._finish(conv, ids, char_to_token, doc)
 
-    def _finish(self, conv: Conversation, ids: Sequence[int], char_to_token: Any, plan: Plan) -> Result:
+    def _finish(self, conv: Conversation, ids: Sequence[int], char_to_token: Any, doc: _Doc) -> Example | list[Problem]:
+        plan = doc.plan
         input_ids = np.asarray(ids, dtype=np.int32)
         n = len(input_ids)
         supervised = np.zeros(n, dtype=bool)
@@ -264,17 +452,42 @@ class ChatEncoder:
                 supervised[rng[0]:rng[1]] = False
         if not supervised.any():
             return [Problem(Reason.no_supervised_tokens, "after masking no token is in the loss")]
-        return Example(input_ids=input_ids, supervised=supervised)
+        return Example(input_ids=input_ids, supervised=supervised, key=doc.key)
 
 
+@dataclass
 class _Chained:
-    """A chunk in flight: its encode future and what is needed to finish it."""
+    """A chunk in flight: its records' documents, the texts sent to the encoder and where each one goes."""
 
-    def __init__(self, future: Future, idx: list[int], plans: list[Plan]) -> None:
-        self.future, self.idx, self.plans = future, idx, plans
+    records: dict[int, _Pending] = field(default_factory=dict)
+    slots: list[tuple[int, int]] = field(default_factory=list)
+    """(record index in the batch, document index) of each text."""
+    texts: list[str] = field(default_factory=list)
+    future: Future | None = None
 
-    def result(self) -> tuple[list[int], list[Plan], list[Any]]:
-        return self.idx, self.plans, self.future.result()
+
+def _located(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as the span planner locates them: a leading think block of a reply taken as its thought."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") == "assistant" and isinstance(content, str) and "<think>" in content:
+            answer, thought = split_think(content)
+            if thought is not None:
+                m = {**m, "content": answer, "reasoning_content": thought}
+        out.append(m)
+    return out
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _first_per_kind(texts: list[Any]) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for t in texts:
+        seen.setdefault(t.kind, t)
+    return list(seen.values())
 
 
 def _user_text(conv: Conversation) -> str:

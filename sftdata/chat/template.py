@@ -14,7 +14,16 @@ The `TemplateProfile` is computed once per template by rendering tiny probe conv
   and fail on the JSON object our records hold; for those the arguments are passed as compact JSON
   text (`json.dumps`), which is what such a model was trained on.
 - `renders_tool_calls`: whether a probe tool call's name appears at all (templates without tool
-  support silently drop `tool_calls`).
+  support silently drop `tool_calls`). The probe call has a 9-character alphanumeric id, the one form
+  every template accepts (Mistral v0.3 raises on any other id, and was wrongly thought to have no tool
+  support).
+- `reasoning_slot`: whether a `reasoning` field (passed as `reasoning_content`, `thinking` and
+  `reasoning`, as transformers' callers do) is rendered on the final turn (Qwen3 yes; Qwen2.5, Llama,
+  Gemma, Mistral, DeepSeek V3 no).
+- `keeps_content_think`: whether a leading `<think>` block written in the content survives on the final
+  turn (most templates print content as is; Qwen3 splits it into its own slot; DeepSeek V3 strips it).
+- `think_opener`: the unclosed tag the generation prompt ends with (`<think>\n` on DeepSeek-R1-style
+  templates), or None: then the thought is written after the prompt, R1-style, when no render keeps it.
 """
 
 from __future__ import annotations
@@ -27,12 +36,16 @@ from typing import Any
 
 import jinja2
 
-from sftdata.chat.jinja_env import render
+from sftdata.chat.jinja_env import TemplateLimitError, render
 from sftdata.errors import TemplateError
 
 PROBE_USER = "Q7probe user text"
 PROBE_REPLY = "A9probe reply text"
 PROBE_TOOL = "probe_tool_fn"
+PROBE_CALL_ID = "pr0beCa11"
+"""Nine alphanumeric characters: Mistral v0.3's template raises on any other tool-call id."""
+PROBE_THOUGHT = "R5probe thought text"
+_OPENER = re.compile(r"<(think|thinking|reasoning|thought)>\s*$")
 _TAG = re.compile(r"<[^<>\s]{1,40}>")
 
 
@@ -102,12 +115,29 @@ class TemplateProfile:
     eot_texts: tuple[str, ...]
     string_arguments: bool
     renders_tool_calls: bool
+    reasoning_slot: bool = False
+    keeps_content_think: bool = True
+    think_opener: str | None = None
+    """The text the generation prompt opens the thought with (`<think>\n`), when it ends with one."""
+
+    @property
+    def think_close(self) -> str:
+        """The tag that closes `think_opener` (`</think>`)."""
+        m = _OPENER.search(self.think_opener or "<think>")
+        return f"</{m.group(1)}>" if m else "</think>"
 
 
-def _probe(template: jinja2.Template, base: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+def _probe(template: jinja2.Template, base: dict[str, Any], messages: list[dict[str, Any]],
+           generation_prompt: bool = False) -> str | None:
     try:
         return render(template, {**base, "messages": messages, "tools": None, "documents": None,
-                                 "add_generation_prompt": False})
+                                 "add_generation_prompt": generation_prompt})
+    except TemplateLimitError as err:  # a hostile or broken template: stop before any record, naming the bound
+        raise TemplateError(f"the chat template hit a limit on a two-message probe conversation: {err}. Raise "
+                            f"`template_limits.{err.limit}` only for a template you trust") from None
+    except jinja2.exceptions.SecurityError as err:
+        raise TemplateError(f"the chat template broke out of the sandbox's rules on a probe conversation: {err}"
+                            ) from None
     except Exception:  # noqa: BLE001 - a probe the template refuses simply teaches us nothing
         return None
 
@@ -141,7 +171,7 @@ def profile_template(template: jinja2.Template, base_vars: dict[str, Any], added
         mid = two[start:two.find(PROBE_USER + "2", start)] if PROBE_USER + "2" in two[start:] else ""
         eot = eot + tuple(t for t in _closing(mid, added_tokens) if t not in eot)
 
-    call = {"id": "call_0", "type": "function", "function": {"name": PROBE_TOOL, "arguments": {"x": 1}}}
+    call = {"id": PROBE_CALL_ID, "type": "function", "function": {"name": PROBE_TOOL, "arguments": {"x": 1}}}
     reply = {"role": "assistant", "content": "", "tool_calls": [call]}
     with_dict = _probe(template, base_vars, [user, reply])
     string_arguments = False
@@ -151,4 +181,13 @@ def profile_template(template: jinja2.Template, base_vars: dict[str, Any], added
         with_str = _probe(template, base_vars, [user, {**reply, "tool_calls": [call_s]}])
         if with_str is not None and PROBE_TOOL in with_str:
             string_arguments, renders = True, True
-    return TemplateProfile(eot_texts=eot, string_arguments=string_arguments, renders_tool_calls=renders)
+    slot = _probe(template, base_vars, [user, {"role": "assistant", "content": PROBE_REPLY, "reasoning_content":
+                                               PROBE_THOUGHT, "thinking": PROBE_THOUGHT, "reasoning": PROBE_THOUGHT}])
+    inline = _probe(template, base_vars, [user, {"role": "assistant",
+                                                 "content": f"<think>\n{PROBE_THOUGHT}\n</think>\n\n{PROBE_REPLY}"}])
+    prompt = _probe(template, base_vars, [user], generation_prompt=True) or ""
+    opener = _OPENER.search(prompt)
+    return TemplateProfile(eot_texts=eot, string_arguments=string_arguments, renders_tool_calls=renders,
+                           reasoning_slot=slot is not None and PROBE_THOUGHT in slot,
+                           keeps_content_think=inline is not None and PROBE_THOUGHT in inline,
+                           think_opener=opener.group(0) if opener else None)

@@ -3,23 +3,45 @@
 Each `sftdata/cli/<command>.py` defines `register(app)`; heavy libraries (transformers, torch) are
 imported inside the command functions so that `sftdata --help` is instant.
 Exit codes: 0 success, 1 the data failed a check (reject fraction, audit), 2 bad arguments or
-unreadable input.
+unreadable input. Errors are handled once, here (`_Commands.invoke`): a command raises
+`SftdataError` and the message goes to stderr with the error's `exit_code`. Options that mirror a
+config model are derived from it (`sftdata.cli.flags`).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from sftdata.errors import SftdataError
 
 COMMANDS = ("demo", "validate", "inspect", "prepare", "audit", "train", "schemas")
 
+
+class _Commands(TyperGroup):
+    """The `sftdata` group: the one place where a library error becomes a message and an exit code.
+
+    Commands raise `SftdataError` (bad config, unreadable input) and never catch it themselves. The
+    handler sits in the group's `invoke` rather than around `app()` in `main`, so that it also holds
+    when the app is invoked directly (tests call `CliRunner().invoke(app, ...)`).
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SftdataError as err:
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+
+
 app = typer.Typer(
     name="sftdata",
+    cls=_Commands,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -37,12 +59,8 @@ for _name in COMMANDS:
 
 
 def main() -> None:
-    """Console-script entry point: library errors become a clear message and exit code 2."""
-    try:
-        app()
-    except SftdataError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(err.exit_code)
+    """Console-script entry point; errors are turned into messages and exit codes by `_Commands.invoke`."""
+    app()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ Examples:
 
   sftdata audit data.parquet --tokenizer ./tok --chat-template my.jinja --masking last
 
+The audit proves or fails: a missing or changed input, a mask it cannot re-derive, or a text of a raw
+row found in none of its record's documents fails it. `--shards-only` and `--allow-unproven` ask for
+a weaker audit by name; the summary lists every check that ran and every one that was skipped.
+
 Exit codes: 0 every check passed; 1 a check failed (each failure names shard, row, document, token,
 expected and found); 2 unreadable input or bad arguments.
 """
@@ -53,8 +57,11 @@ def audit(
                             "are meant to be untrained.")] = False,
     date: Annotated[str | None, typer.Option("--date", help="Other tools' datasets: the date the template printed "
                     "(Llama 3.x 'Today Date'), e.g. '26 Jul 2024'; default: today.", show_default=False)] = None,
-    shards_only: Annotated[bool, typer.Option("--shards-only", help="Skip re-deriving documents from the inputs "
-                           "(faster; the shard invariants still run).")] = False,
+    shards_only: Annotated[bool, typer.Option("--shards-only", help="The weaker audit, by name: skip the source "
+                           "rows (no re-derivation, no conservation check); the shard invariants still run and "
+                           "the report lists what was skipped.")] = False,
+    allow_unproven: Annotated[bool, typer.Option("--allow-unproven", help="A mask the audit cannot re-derive is a "
+                              "warning, not a failure (the report still lists each one).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Check every label independently of the code that wrote it; report located failures and template findings."""
@@ -63,22 +70,18 @@ def audit(
     from rich.console import Console
 
     from sftdata.audit import audit_dataset, audit_prepared, write_html
-    from sftdata.errors import SftdataError
     from sftdata.manifest import MANIFEST_NAME
 
     err = Console(stderr=True)
-    try:
-        if (Path(path) / MANIFEST_NAME).is_file():
-            result = audit_prepared(path, tokenizer=tokenizer, sample=sample, rederive=not shards_only)
-        elif tokenizer is None:
-            raise typer.BadParameter(f"{path} has no {MANIFEST_NAME}: to audit another tool's dataset pass "
-                                     "--tokenizer (and --chat-template if it used its own)")
-        else:
-            result = audit_dataset(path, tokenizer, chat_template=chat_template, sample=sample, masking=masking,
-                                   train_eot=not no_train_eot, date=date)
-    except SftdataError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    if (Path(path) / MANIFEST_NAME).is_file():
+        result = audit_prepared(path, tokenizer=tokenizer, sample=sample, shards_only=shards_only,
+                                allow_unproven=allow_unproven)
+    elif tokenizer is None:
+        raise typer.BadParameter(f"{path} has no {MANIFEST_NAME}: to audit another tool's dataset pass "
+                                 "--tokenizer (and --chat-template if it used its own)")
+    else:
+        result = audit_dataset(path, tokenizer, chat_template=chat_template, sample=sample, masking=masking,
+                               train_eot=not no_train_eot, date=date, allow_unproven=allow_unproven)
     if report:
         write_html(result, report)
     if as_json:
@@ -116,6 +119,11 @@ def _print_summary(err, result, report_path: str | None) -> None:
         total = result.findings.checks[check].failed if check in result.findings.checks else n
         if total > TERMINAL_PER_CHECK:
             err.print(f"  [dim]{check}: {total - TERMINAL_PER_CHECK:,} more (see --json or --report)[/]")
+    mode = result.about.get("mode") or {}
+    weaker = [flag for flag, key in (("--shards-only", "shards_only"), ("--allow-unproven", "allow_unproven"))
+              if mode.get(key)]
+    if weaker:
+        err.print(f"  [yellow]weaker audit asked for[/]: {', '.join(weaker)}", highlight=False)
     verdict = "[green]passed[/]" if result.passed else f"[red]FAILED ({result.findings.errors:,} problems)[/]"
     extra = f"; report: {report_path}" if report_path else ""
     err.print(f"audit {verdict} in {result.timings.get('total_s', 0):.1f} s{extra}")

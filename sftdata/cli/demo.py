@@ -30,7 +30,6 @@ def demo(
     from rich.console import Console
 
     from sftdata.config import resolve_config
-    from sftdata.errors import SftdataError
     from sftdata.prepare import prepare
 
     console = Console(stderr=True)
@@ -41,11 +40,7 @@ def demo(
     # the example holds three broken rows on purpose (1.6%): allow them, they are listed in rejects.jsonl
     config = resolve_config(None, {"tokenizer": str(tokenizer), "max_length": 1024, "max_reject_fraction": 0.05})
     start = time.perf_counter()
-    try:
-        result = prepare([str(example)], out, config, overwrite=True)
-    except SftdataError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    result = prepare([str(example)], out, config, overwrite=True)
     m = result.manifest
     console.print(f"[bold]prepared[/] {m.counts.rows_in} records -> {m.counts.docs_written} documents in "
                   f"{m.packing.rows} rows of {m.packing.capacity} tokens (packing {m.packing.efficiency:.3f}), "

@@ -1,15 +1,20 @@
 """`sftdata inspect`: print one conversation or one packed row with every token coloured by supervision.
 
-A thin layer over `sftdata.chat.engine` (records) and the Arrow shards written by `prepare` (packed rows).
-The view itself is `sftdata.chat.view.token_text`.
+A thin layer over `sftdata.chat.engine` (records) and the Arrow shards written by `prepare` (packed rows,
+read with `sftdata.shards.read_shard`). The tokens come from `sftdata.chat.view.token_pieces` (plain
+data); `sftdata.cli.colors` colours them. The read and mask options are `PipelineConfig`'s, derived by
+`sftdata.cli.flags`, so a record is encoded exactly as `prepare` would with the same flags.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from sftdata.cli.flags import model_flags, overrides, with_flags
+from sftdata.config import PipelineConfig
 
 EPILOG = """\
 Examples:
@@ -24,23 +29,25 @@ Examples:
 """
 
 
+FLAGS = [f for f in model_flags(PipelineConfig, short={"format": "-f"}) if f.path[0] in ("read", "mask")]
+"""The read and mask options of `PipelineConfig` (`sftdata.cli.flags`): a record is shown as `prepare`
+would encode it with the same flags."""
+
+PANELS = {"read": "Reading options (read:)", "mask": "Masking options (mask:)"}
+
+
 def register(app: typer.Typer) -> None:
     app.command("inspect", epilog=EPILOG, no_args_is_help=True)(inspect)
 
 
+@with_flags(FLAGS, PANELS)
 def inspect(
     input: Annotated[str, typer.Argument(help="A data file / Hugging Face dataset, or a folder of prepared shards.",
                                          show_default=False)],
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", "-t", help="Tokenizer folder or hub id (for a "
                          "shard folder: defaults to the one in its manifest).", show_default=False)] = None,
     row: Annotated[int, typer.Option("--row", "-n", min=0, help="0-based record (data) or packed row (shards).")] = 0,
-    format: Annotated[str, typer.Option("--format", "-f", help="auto, alpaca, sharegpt, messages, "
-                                        "prompt_completion or oasst.")] = "auto",
-    chat_template: Annotated[str | None, typer.Option("--chat-template", help="Jinja file overriding the "
-                             "tokenizer's chat template.", show_default=False)] = None,
-    prompt_format: Annotated[str | None, typer.Option("--prompt-format", help="Plain format for base models, with "
-                             "{prompt} and {response}.", show_default=False)] = None,
-    masking: Annotated[str, typer.Option("--masking", help="assistant, last or all.")] = "assistant",
+    **values: Any,
 ) -> None:
     """Show the tokens of one record (or packed row), coloured by whether they are in the loss."""
     from rich.console import Console
@@ -49,30 +56,24 @@ def inspect(
     if Path(input).is_dir():
         _inspect_shards(console, Path(input), row, tokenizer)
     else:
-        _inspect_record(console, input, row, format, tokenizer, chat_template, prompt_format, masking)
+        from sftdata.config import resolve_config
+
+        _inspect_record(console, input, row, tokenizer, resolve_config(None, overrides(FLAGS, values)))
 
 
-def _inspect_record(console, source: str, row: int, fmt: str, tokenizer: str | None, chat_template: str | None,
-                    prompt_format: str | None, masking: str) -> None:
-    from pydantic import ValidationError
-
+def _inspect_record(console: Any, source: str, row: int, tokenizer: str | None, cfg: PipelineConfig) -> None:
     from sftdata.chat.engine import ChatEncoder
-    from sftdata.chat.options import MaskOptions
-    from sftdata.chat.view import legend, token_text
+    from sftdata.chat.view import token_pieces
+    from sftdata.cli.colors import colored, legend
     from sftdata.errors import ConfigError
-    from sftdata.readers import read_rows
     from sftdata.records import Record
-    from sftdata.validate import to_records
+    from sftdata.validate import read_inputs, validate_records
 
     if tokenizer is None:
         raise ConfigError(f"inspecting {source} needs --tokenizer (a folder or hub id)")
-    try:
-        options = MaskOptions(masking=masking, chat_template=chat_template, prompt_format=prompt_format)
-    except ValidationError as err:
-        raise ConfigError(f"bad option: {err.errors()[0]['msg']} (--masking is assistant, last or all)") from None
     count = 0
     item = None
-    for candidate in to_records(read_rows(source), fmt):
+    for candidate in validate_records(read_inputs([source], cfg.read), cfg.read):
         if count == row:
             item = candidate
             break
@@ -85,30 +86,31 @@ def _inspect_record(console, source: str, row: int, fmt: str, tokenizer: str | N
         for p in item.problems:
             console.print(f"  {p.code.value}: {p.message} ({p.path})")
         raise typer.Exit(1)
-    enc = ChatEncoder.load(tokenizer, options)
+    enc = ChatEncoder.load(tokenizer, cfg.mask)
     [result] = enc.encode_batch([item.conversation])
     if isinstance(result, list):
         console.print("[bold red]rejected by the mask engine:[/]")
         for p in result:
             console.print(f"  {p.code.value}: {p.message}")
         raise typer.Exit(1)
-    console.print(token_text(enc.tokenizer, result.input_ids.tolist(), result.supervised.tolist()))
+    console.print(colored(token_pieces(enc.tokenizer, result.input_ids.tolist(), result.supervised.tolist())))
     console.print()
     console.print(legend())
     console.print(f"{len(result)} tokens, {result.n_supervised} trained; template: {enc.source.origin}")
 
 
-def _inspect_shards(console, folder: Path, row: int, tokenizer: str | None) -> None:
+def _inspect_shards(console: Any, folder: Path, row: int, tokenizer: str | None) -> None:
     import json
 
-    import pyarrow as pa
     from transformers import AutoTokenizer
 
-    from sftdata.chat.view import legend, token_text
+    from sftdata.chat.view import token_pieces
+    from sftdata.cli.colors import colored, legend
     from sftdata.errors import ConfigError, InputError
+    from sftdata.shards import read_shard, shard_paths
     from sftdata.tokens import IGNORE_INDEX
 
-    shards = sorted(folder.glob("shard-*.arrow"))
+    shards = shard_paths(folder)
     if not shards:
         raise InputError(f"{folder} holds no shard-*.arrow files; is it the output folder of `sftdata prepare`?")
     if tokenizer is None:
@@ -119,8 +121,7 @@ def _inspect_shards(console, folder: Path, row: int, tokenizer: str | None) -> N
             raise InputError(f"cannot read the tokenizer path from {manifest} ({err}); pass --tokenizer") from None
     seen = 0
     for shard in shards:
-        with pa.OSFile(str(shard), "rb") as f:
-            table = pa.ipc.open_stream(f).read_all()
+        table = read_shard(shard)
         if row < seen + table.num_rows:
             rec = table.slice(row - seen, 1).to_pylist()[0]
             break
@@ -134,6 +135,7 @@ def _inspect_shards(console, folder: Path, row: int, tokenizer: str | None) -> N
     doc_ids = rec.get("doc_ids")
     console.print(f"[bold]{folder}[/] packed row {row}: {len(ids)} tokens, {len(doc_lens or [])} documents, "
                   f"{sum(supervised)} trained")
-    console.print(token_text(tok, ids, supervised, doc_lens, [str(d) for d in doc_ids] if doc_ids else None))
+    pieces = token_pieces(tok, ids, supervised, doc_lens, [str(d) for d in doc_ids] if doc_ids else None)
+    console.print(colored(pieces))
     console.print()
     console.print(legend())

@@ -1,11 +1,18 @@
-"""`sftdata train`: a thin layer over `sftdata.train.train` (torch is imported only when it runs)."""
+"""`sftdata train`: a thin layer over `sftdata.train.train` (torch is imported only when it runs).
+
+The options are `TrainConfig`'s fields, derived by `sftdata.cli.flags` (names, help and defaults
+come from the model); only `--config` is declared here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from sftdata.cli.flags import model_flags, overrides, with_flags
+from sftdata.train.config import TrainConfig
 
 EPILOG = """
 Examples:
@@ -24,52 +31,27 @@ OUT/checkpoints/step-N (with --save-every; resume with --resume latest) and OUT/
 """
 
 
+ALIASES = {"model_from_config": "--model-config"}
+"""Older option names kept working (the long option is always the field name)."""
+
+FLAGS = model_flags(TrainConfig, aliases=ALIASES)
+"""One option per `TrainConfig` field (`sftdata.cli.flags`)."""
+
+
 def register(app: typer.Typer) -> None:
     app.command("train", epilog=EPILOG, help="Train a causal LM on prepared shards (needs the `train` extra: torch).")(
         train_command)
 
 
+@with_flags(FLAGS)
 def train_command(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML TrainConfig; flags override it.")] = None,
-    shards: Annotated[Path | None, typer.Option(help="Folder written by `sftdata prepare`.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model folder or hub id.")] = None,
-    model_config: Annotated[str | None, typer.Option(
-        "--model-config", help="Random init instead: tiny-llama, tiny-qwen2 or a config JSON.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (else --epochs).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the shards when --max-steps is unset.")] = None,
-    eval_shards: Annotated[Path | None, typer.Option(help="Held-out prepared folder.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 2e-5).")] = None,
-    micro_batch_size: Annotated[int | None, typer.Option(help="Packed rows per forward pass per rank.")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step per rank.")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Write a metrics line every N steps.")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps (and at start and end).")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Write a resumable checkpoint every N steps.")] = None,
-    resume: Annotated[str | None, typer.Option(help="`latest` or a checkpoint folder.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the init, the shuffle and dropout.")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Linear warmup steps (default 3% of the run).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay on matrices.")] = None,
-    max_grad_norm: Annotated[float | None, typer.Option(help="Gradient clipping norm.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto | fp32 | bf16.")] = None,
-    attention: Annotated[str | None, typer.Option(
-        help="auto | flash_attention_2 | sdpa | flex_attention | eager.")] = None,
-    parallel: Annotated[str | None, typer.Option(help="ddp | fsdp (under torchrun).")] = None,
-    activation_checkpointing: Annotated[bool | None, typer.Option(
-        "--activation-checkpointing/--no-activation-checkpointing", help="Recompute activations in backward.")] = None,
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile each layer.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when available).")] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer to save with the model.")] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML TrainConfig; flags override it.",
+                                                show_default=False)] = None,
+    **values: Any,
 ) -> None:
     from sftdata.train.config import load_config
 
-    cfg = load_config(
-        config, shards=shards, model=model, model_from_config=model_config, out=out, max_steps=max_steps,
-        epochs=epochs, eval_shards=eval_shards, lr=lr, micro_batch_size=micro_batch_size, grad_accum=grad_accum,
-        log_every=log_every, eval_every=eval_every, save_every=save_every, resume=resume, seed=seed,
-        warmup_steps=warmup_steps, weight_decay=weight_decay, max_grad_norm=max_grad_norm, precision=precision,
-        attention=attention, parallel=parallel, activation_checkpointing=activation_checkpointing, compile=compile,
-        device=device, tokenizer=tokenizer, progress=progress)
+    cfg = load_config(config, **overrides(FLAGS, values))
     try:
         import torch  # noqa: F401
     except ImportError as err:

@@ -1,7 +1,8 @@
 """`sftdata validate`: read inputs, detect their format, count what would be accepted and why not.
 
-A thin layer over `sftdata.validate.validate_inputs`. The progress bar and the summary table go to
-stderr; `--json` prints exactly one JSON object on one line on stdout and nothing else.
+A thin layer over `sftdata.validate.validate_inputs`; the read options are `ReadOptions`' fields,
+derived by `sftdata.cli.flags` (the same flags as `prepare`). The progress bar and the summary table
+go to stderr; `--json` prints exactly one JSON object on one line on stdout and nothing else.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from sftdata.cli.flags import model_flags, overrides, with_flags
+from sftdata.config import ReadOptions
 
 EPILOG = """\
 Examples:
@@ -28,46 +32,34 @@ Exit codes: 0 reject fraction within --max-reject-fraction; 1 above it; 2 unread
 PROGRESS_EVERY = 2048
 
 
+FLAGS = model_flags(ReadOptions, short={"format": "-f"})
+"""One option per `ReadOptions` field (`sftdata.cli.flags`): the same read flags as `prepare`."""
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate", epilog=EPILOG, no_args_is_help=True)(validate)
 
 
+@with_flags(FLAGS)
 def validate(
     inputs: Annotated[list[str], typer.Argument(help="Files (.jsonl .json .parquet .csv) or Hugging Face datasets.",
                                                 show_default=False)],
-    format: Annotated[str, typer.Option("--format", "-f", help="auto, alpaca, sharegpt, messages, "
-                                        "prompt_completion or oasst.")] = "auto",
-    column_map: Annotated[list[str] | None, typer.Option("--column-map", help="Rename fields OLD=NEW before "
-                          "detection; repeat or separate with commas.", show_default=False)] = None,
     rejects: Annotated[str | None, typer.Option("--rejects", help="Write rejected rows with every reason to this "
                        "JSONL file.", show_default=False)] = None,
     max_reject_fraction: Annotated[float, typer.Option("--max-reject-fraction", min=0.0, max=1.0,
                                    help="Exit 1 when rejected/records is above this.")] = 0.0,
-    split: Annotated[str | None, typer.Option("--split", help="Split of a Hugging Face dataset (default train).",
-                     show_default=False)] = None,
-    oasst_paths: Annotated[str, typer.Option("--oasst-paths", help="OASST trees: `all` root-to-leaf paths or the "
-                           "`top`-ranked path only.")] = "all",
-    max_chars: Annotated[int | None, typer.Option("--max-chars", min=1, help="Largest text field in characters "
-                         "(default 1,000,000).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; no table.")] = False,
+    **values: Any,
 ) -> None:
     """Check that inputs parse into conversations; count rows, rejects by reason, turns and roles."""
     from rich.console import Console
 
-    from sftdata.errors import SftdataError
-    from sftdata.records import MAX_FIELD_CHARS
     from sftdata.validate import validate_inputs
 
     err = Console(stderr=True)
     start = time.perf_counter()
-    try:
-        with _progress(err, enabled=not as_json) as tick:
-            report = validate_inputs(inputs, format, column_map, split=split, rejects=rejects,
-                                     max_chars=max_chars or MAX_FIELD_CHARS, oasst_paths=oasst_paths,
-                                     on_record=tick, on_reject=tick)
-    except SftdataError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    with _progress(err, enabled=not as_json) as tick:
+        report = validate_inputs(inputs, rejects=rejects, on_record=tick, on_reject=tick, **overrides(FLAGS, values))
     seconds = time.perf_counter() - start
     failed = report.reject_fraction > max_reject_fraction
     if as_json:

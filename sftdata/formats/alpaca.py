@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import Candidate, FormatOptions, id_field, require_text, row_id, split_think, system_message
+from sftdata.formats.base import Candidate, FormatOptions, id_field, require_text, row_id, system_message
 from sftdata.reasons import Reason
 from sftdata.records import Problem
 
@@ -34,11 +34,7 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
     extra = require_text(row, "input", problems, required=False)
     output = require_text(row, "output", problems)
     user = instruction + INPUT_JOIN + extra if instruction and extra else instruction or extra
-    reply, reasoning = split_think(output)
-    assistant: dict[str, Any] = {"role": "assistant", "content": reply}
-    if reasoning is not None:
-        assistant["reasoning"] = reasoning
-    messages += [{"role": "user", "content": user}, assistant]
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     rid = row_id(row)
     return [Candidate(None if problems else {"id": id_field(row), "messages": messages}, problems, rid)]
 

@@ -8,9 +8,9 @@ adapter returns the problems instead, so the reject still names every reason it 
 Shared rules, documented once:
 - `loss_weight` / `weight` on a message (LLaMA-Factory, axolotl): 0 -> `train: false`, 1 -> `train: true`,
   anything else is a `bad_loss_weight` problem (fractional weights cannot be expressed as a mask).
-- `<think>...</think>` at the start of an assistant reply becomes `reasoning` (Qwen3's own split rule:
-  reasoning stripped of newlines, the reply after `</think>` with leading newlines removed), unless the
-  message already has reasoning.
+- Content is kept exactly as the user wrote it: a leading `<think>...</think>` block stays in the reply
+  (the engine decides, per template, whether the template renders it as written or takes it as its
+  reasoning; lifting it here made every template without a reasoning slot delete it).
 - A row `id` that is a number becomes its decimal string (ids are strings everywhere downstream).
 """
 
@@ -22,8 +22,6 @@ from typing import Any
 
 from sftdata.reasons import Reason
 from sftdata.records import Problem
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 @dataclass(slots=True)
@@ -84,18 +82,6 @@ def weight_to_train(value: Any, path: str, problems: list[Problem]) -> bool | No
     problems.append(Problem(Reason.bad_loss_weight, f"loss_weight {value!r} is not 0 or 1; only whole-message "
                             "weights can be trained (use 0 to mask a message, 1 to train it)", path))
     return None
-
-
-def split_think(content: str) -> tuple[str, str | None]:
-    """Split a leading `<think>...</think>` block off an assistant reply: (reply, reasoning or None)."""
-    stripped = content.lstrip()
-    if not stripped.startswith(THINK_OPEN):
-        return content, None
-    end = stripped.find(THINK_CLOSE)
-    if end < 0:
-        return content, None
-    reasoning = stripped[len(THINK_OPEN):end].strip("\n")
-    return stripped[end + len(THINK_CLOSE):].lstrip("\n"), reasoning
 
 
 def system_message(row: Mapping[str, Any], problems: list[Problem], key: str = "system") -> list[dict[str, Any]]:

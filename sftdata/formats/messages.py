@@ -2,8 +2,9 @@
 
 Accepted per message: `content` as text or typed parts (LLaMA-Factory v1 `{"type", "value"}` parts
 included), `tool_calls` (OpenAI shape, or flat `{"name", "arguments"}`), legacy `function_call`,
-`tool_call_id`, `name`, reasoning as `reasoning` / `reasoning_content` / `thinking` / reasoning parts /
-a leading `<think>` block, and `train` or `loss_weight` / `weight` (0/1). Unknown per-message keys
+`tool_call_id`, `name`, reasoning as `reasoning` / `reasoning_content` / `thinking` / reasoning parts, and
+`train` or `loss_weight` / `weight` (0/1). A leading `<think>` block stays in the content as written. A
+top-level `system` field (as the other formats read it) becomes a leading system message. Unknown per-message keys
 (e.g. `lang`) are ignored; unknown roles are kept so that the record is rejected as `unknown_role`.
 
 Speed: rows whose messages are plain `{"role", "content": str}` pairs (the common case, and the whole
@@ -17,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import THINK_OPEN, Candidate, FormatOptions, id_field, row_id, split_think, weight_to_train
+from sftdata.formats.base import Candidate, FormatOptions, id_field, row_id, system_message, weight_to_train
 from sftdata.reasons import Reason
 from sftdata.records import Problem, flatten_content
 
@@ -51,7 +52,8 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
         return [Candidate(row if isinstance(row.get("id"), (str, type(None))) else {**row, "id": id_field(row)}, [],
                           rid)]
     problems: list[Problem] = []
-    out = [normalize_message(m, f"messages[{i}]", problems) for i, m in enumerate(msgs)]
+    out = system_message(row, problems) + [normalize_message(m, f"messages[{i}]", problems)
+                                           for i, m in enumerate(msgs)]
     data = {"id": id_field(row), "messages": out, "tools": row.get("tools")}
     if isinstance(row.get("metadata"), Mapping):
         data["metadata"] = row["metadata"]
@@ -66,7 +68,7 @@ def _is_plain(row: Mapping[str, Any], msgs: list[Any]) -> bool:
         if type(role) is not str or role not in ROLES or not m.keys() <= _PLAIN_KEYS:
             return False
         content = m.get("content")
-        if type(content) is not str or (m["role"] == "assistant" and content.lstrip().startswith(THINK_OPEN)):
+        if type(content) is not str:
             return False
     return True
 
@@ -98,8 +100,6 @@ def normalize_message(m: Any, where: str, problems: list[Problem]) -> dict[str, 
         elif value is not None:
             problems.append(Problem(Reason.wrong_type, f"`{key}` must be text, got {type(value).__name__}",
                                     f"{where}.{key}"))
-    if role == "assistant" and reasoning is None:
-        text, reasoning = split_think(text)
     out["content"] = text
     if reasoning is not None:
         out["reasoning"] = reasoning

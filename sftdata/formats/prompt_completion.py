@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sftdata.formats.base import Candidate, FormatOptions, id_field, row_id, split_think, system_message
+from sftdata.formats.base import Candidate, FormatOptions, id_field, row_id, system_message
 from sftdata.formats.messages import normalize_message
 from sftdata.reasons import Reason
 from sftdata.records import Problem
@@ -43,9 +43,6 @@ def _side(row: Mapping[str, Any], key: str, role: str, problems: list[Problem]) 
         problems.append(Problem(Reason.missing_field, f"required field `{key}` is missing or null", key))
         return []
     if isinstance(value, str):
-        if role == "assistant":
-            reply, reasoning = split_think(value)
-            return [{"role": role, "content": reply, **({"reasoning": reasoning} if reasoning is not None else {})}]
         return [{"role": role, "content": value}]
     if isinstance(value, list):
         return [normalize_message(m, f"{key}[{i}]", problems) for i, m in enumerate(value)]

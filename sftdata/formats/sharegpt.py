@@ -20,7 +20,6 @@ from sftdata.formats.base import (
     FormatOptions,
     id_field,
     row_id,
-    split_think,
     system_message,
     weight_to_train,
 )
@@ -89,9 +88,6 @@ def convert(row: Mapping[str, Any], options: FormatOptions) -> list[Candidate]:
         text, reasoning, part_problems = flatten_content(value, f"{where}.value")
         problems.extend(part_problems)
         message: dict[str, Any] = {"role": role, "content": text}
-        if role == "assistant" and reasoning is None:
-            text, reasoning = split_think(text)
-            message["content"] = text
         if reasoning is not None:
             message["reasoning"] = reasoning
         if role == "tool" and last_call_name:

@@ -3,8 +3,9 @@
 `EncodeRows` is a callable class, so Ray Data runs it in an actor pool and each actor loads the
 tokenizer / chat encoder once (`get_encoder`, ~1 s) and keeps it for every batch it is given. A call
 turns raw rows (from `sftdata.pipeline.ray_read`) back into the local reader's `RawRow`s, runs
-`validate_stage_iter` (per input, with the format the driver resolved from the input's first rows,
-exactly as `to_records` would detect it) and `encode_stage`, and returns ONE output row per batch:
+`validate_records` (per input, with the job's whole `ReadOptions` and the format the driver resolved
+from the input's first rows, exactly as the local engine detects it) and `encode_stage`, and returns
+ONE output row per batch:
 
 - `keys`: int64 (input, row index, n-th record of that row) per outcome, the sort key of input order;
 - `ids`, `labels`: the batch's tokens back to back (int32 bytes) - these stay in Ray's object store
@@ -26,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from sftdata.pipeline.ray_read import to_raw_row
-from sftdata.pipeline.stages import StageOptions, encode_stage, get_encoder, validate_stage_iter
+from sftdata.config import ReadOptions
+from sftdata.pipeline.stages import StageOptions, encode_stage, get_encoder
 from sftdata.records import Record, Reject
+from sftdata.validate import validate_records
 
 
 class EncodeRows:
@@ -36,13 +39,14 @@ class EncodeRows:
     Args:
         sources: the inputs as given, by position on the command line.
         formats: the format of each input (None when its first rows held nothing readable).
+        read: the job's read options, whole (the resolved format of each input replaces `read.format`).
         stage: the encoder options (`StageOptions`), the same the local engine uses.
         crash_marker: tests only; see the module docstring.
     """
 
-    def __init__(self, sources: list[str], formats: list[str | None], stage: StageOptions,
+    def __init__(self, sources: list[str], formats: list[str | None], read: ReadOptions, stage: StageOptions,
                  crash_marker: str | None = None) -> None:
-        self.sources, self.formats, self.stage = sources, formats, stage
+        self.sources, self.formats, self.read, self.stage = sources, formats, read, stage
         self.crash_marker = crash_marker
         self.encoder = get_encoder(stage)
 
@@ -57,22 +61,23 @@ class EncodeRows:
         inputs: list[int] = []
         for n, group in groupby(rows, key=lambda r: r[0]):
             raw = [to_raw_row(self.sources[n], index, kind, bytes(payload)) for _, index, kind, payload in group]
-            found = list(validate_rows(raw, self.formats[n], self.stage.column_map))
+            found = list(validate_known_format(raw, self.formats[n], self.read))
             items.extend(found)
             inputs.extend([n] * len(found))
         return encode_items(items, inputs, self.stage, self.encoder)
 
 
-def validate_rows(rows: list[Any], fmt: str | None, column_map: dict[str, str] | None) -> Any:
-    """`validate_stage_iter` over some rows of one input whose format is already known.
+def validate_known_format(rows: list[Any], fmt: str | None, read: ReadOptions) -> Any:
+    """`validate_records` over some rows of one input whose format the driver already resolved.
 
     With `fmt=None` (the local engine found no readable row among the input's first rows), every row
-    is rejected as the local engine does it: `to_records` with `auto` over rows that hold nothing
+    is rejected as the local engine does it: `validate_records` with `auto` over rows that hold nothing
     readable gives exactly that, so it is called on each row alone (a readable row later in the file
     must not be taken for a format detection).
     """
     if fmt is not None:
-        return validate_stage_iter(rows, fmt, column_map)
+        return validate_records(rows, read.model_copy(update={"format": fmt}))
+    auto = read.model_copy(update={"format": "auto"})
     from sftdata.readers import RawRow
     from sftdata.reasons import Reason
     from sftdata.records import Problem
@@ -81,7 +86,7 @@ def validate_rows(rows: list[Any], fmt: str | None, column_map: dict[str, str] |
     for row in rows:
         unreadable = RawRow(row.source, row.index, None, row.raw,
                             row.problem or Problem(Reason.unknown_format, "row could not be read"))
-        out.extend(validate_stage_iter([unreadable], "auto", column_map))
+        out.extend(validate_records([unreadable], auto))
     return out
 
 

@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 
 from sftdata.errors import ConfigError
+from sftdata.pipeline.journal import PartEntry, WindowEntry
 from sftdata.pipeline.ray_encode import EncodeRows
 from sftdata.pipeline.ray_read import datasource, plan_ranges
-from sftdata.pipeline.stages import EncodedBatch, validate_stage_iter
+from sftdata.pipeline.stages import EncodedBatch
 from sftdata.prepare import _Job, write_parts
 from sftdata.records import Record, Reject
 
@@ -85,7 +86,7 @@ def _block_meta(block: Any) -> list[tuple[bytes, bytes]]:
 
 
 def _write_window(folder: str, fingerprint: str, window: int, rows_per_shard: int, plan: list[list[int]],
-                  where: np.ndarray, lengths: np.ndarray, doc_ids: list[str], *blocks: Any) -> list[dict[str, Any]]:
+                  where: np.ndarray, lengths: np.ndarray, doc_ids: list[str], *blocks: Any) -> list[PartEntry]:
     """Ray task: gather one window's tokens from the encoded blocks, then the local `write_parts`."""
     cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     ids_parts, label_parts = [], []
@@ -108,20 +109,20 @@ class _DeferredJournal:
 
     def __init__(self, journal: Any) -> None:
         self.journal = journal
-        self.pending: list[tuple[dict[str, Any], Any, list[dict[str, Any]]]] = []
-        self.futures: list[tuple[Any, list[dict[str, Any]]]] = []
+        self.pending: list[tuple[WindowEntry, Any]] = []
+        self.futures: list[Any] = []
 
-    def commit(self, entry: dict[str, Any]) -> None:
-        future, shards = self.futures.pop(0) if self.futures else (None, entry["shards"])
-        self.pending.append((entry, future, shards))
+    def commit(self, entry: WindowEntry) -> None:
+        """Hold the window (its `shards` still empty) with the write task that `_write_parts` started."""
+        self.pending.append((entry, self.futures.pop(0) if self.futures else None))
 
     def drain(self) -> None:
         """Wait for each window's parts in order, fill in their figures, commit (crash-safe as local)."""
         import ray
 
-        for entry, future, shards in self.pending:
+        for entry, future in self.pending:
             if future is not None:
-                shards.extend(ray.get(future))
+                entry.shards.extend(ray.get(future))  # the same entry object the job's state holds
             self.journal.commit(entry)
         self.pending = []
 
@@ -146,20 +147,20 @@ class RayJob(_Job):
 
     # -- where encoded batches come from ------------------------------------------------------------
     def formats(self) -> list[str | None]:
-        """Each input's format, detected from its first rows exactly as the local `to_records` does."""
-        from sftdata.readers import read_rows
+        """Each input's format, detected from its first rows exactly as the local `validate_records` does."""
+        from sftdata.validate import read_inputs, validate_records
 
         found = []
+        read = self.config.read
         for source in self.inputs:
-            stream = validate_stage_iter(read_rows(source, split=self.config.split), self.config.format,
-                                         self.config.column_map)
+            stream = validate_records(read_inputs([source], read), read)
             next(stream, None)  # detection happens before the first record comes out
             found.append(stream.formats.get(source))
         self._formats = dict(zip(self.inputs, found, strict=True))
         return found
 
     def format_of(self, path: str) -> str:
-        return (getattr(self, "_formats", {}) or {}).get(path) or self.config.format
+        return (getattr(self, "_formats", {}) or {}).get(path) or self.config.read.format
 
     def encoded(self, skip: int) -> Any:
         import ray
@@ -168,17 +169,18 @@ class RayJob(_Job):
         c = self.config
         t = time.perf_counter()
         formats = self.formats()
-        ranges = plan_ranges(self.inputs, c.split)
+        ranges = plan_ranges(self.inputs, c.read.split)
         self.timings["ray_plan_s"] += time.perf_counter() - t
         t = time.perf_counter()
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        actors = c.workers if c.workers > 1 else max(1, int(ray.cluster_resources().get("CPU", 1)))
+        explicit = isinstance(c.workers, int) and c.workers > 1  # `auto`: one actor per CPU of the cluster
+        actors = c.workers if explicit else max(1, int(ray.cluster_resources().get("CPU", 1)))
         # Reads take no CPU slot: they only cut bytes into lines, and one actor per CPU encodes. With
         # read tasks asking for a CPU, a pool as large as the cluster starves them (measured: a hang).
         dataset = ray.data.read_datasource(datasource(ranges), num_cpus=0,
                                            override_num_blocks=len(ranges)).map_batches(
-            EncodeRows, fn_constructor_args=(self.inputs, formats, self.stage, os.environ.get(CRASH_ENV)),
+            EncodeRows, fn_constructor_args=(self.inputs, formats, c.read, self.stage, os.environ.get(CRASH_ENV)),
             batch_size=c.chunk_size, compute=ray.data.ActorPoolStrategy(size=actors))
         self.block_refs = dataset.to_arrow_refs()
         self.timings["ray_encode_s"] += time.perf_counter() - t
@@ -231,12 +233,11 @@ class RayJob(_Job):
         super()._flush(final)
 
     def _write_parts(self, plan: list[list[int]], ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                     doc_ids: list[str]) -> list[dict[str, Any]]:
+                     doc_ids: list[str]) -> list[PartEntry]:
         import ray
 
-        shards: list[dict[str, Any]] = []
         if not plan:
-            return shards
+            return []
         parts = self._open_parts
         blocks = np.concatenate([b.blocks[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
         rows = np.concatenate([b.rows[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
@@ -246,5 +247,5 @@ class RayJob(_Job):
         task = ray.remote(_write_window)
         future = task.remote(str(self.folder), self.fingerprint, self.window_index, self.config.rows_per_shard,
                              plan, where, lengths, doc_ids, *[self.block_refs[u] for u in used.tolist()])
-        self.journal.futures.append((future, shards))  # type: ignore[attr-defined]
-        return shards
+        self.journal.futures.append(future)  # type: ignore[attr-defined]
+        return []  # filled in by `_DeferredJournal.drain` once the task is done

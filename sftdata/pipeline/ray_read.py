@@ -12,6 +12,10 @@ reader's own functions over *ranges* of each input:
 | `.parquet` | groups of row groups | the pickled `RawRow` |
 | anything else (`.json`, `.csv`, `.gz`, HF datasets) | the whole input, one task | the pickled `RawRow` |
 
+Rows are bounded as in the local reader: a range is read line by line with `readers.read_lines` (never
+a whole range, never a whole line longer than `max_row_bytes`), and an over-long line or Parquet row
+travels as the local reader's `oversize_row` reject.
+
 The driver plans JSONL ranges in one sequential pass that counts newlines (the first row index of each
 range is the number of newlines before it); it reads each input once, like the sha256 that
 `prepare` already computes over every input, at about 1-2 GB/s. Parquet ranges come from the footer.
@@ -22,16 +26,25 @@ sorts outcomes by (input, index) later.
 
 from __future__ import annotations
 
-import io
 import pickle
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from sftdata.readers import PARQUET_BATCH_ROWS, RawRow, _row, parse_line, read_rows
+from sftdata.readers import (
+    DEFAULT_MAX_ROW_BYTES,
+    PARQUET_BATCH_ROWS,
+    RawRow,
+    oversize_row,
+    parquet_rows,
+    parse_line,
+    read_lines,
+    read_rows,
+)
 
 RANGE_BYTES = 16 * 1024 * 1024
 """Target size of one JSONL read task (~20k rows of the benchmark corpus)."""
@@ -67,19 +80,23 @@ class InputRange:
     split: str | None = None
     size: int = 0
     """Estimated bytes (for Ray's block metadata)."""
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+    """A longer row is streamed past and travels as an `oversize_row` reject (as in `read_rows`)."""
 
 
 def _is_plain_jsonl(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith((".jsonl", ".ndjson"))
 
 
-def plan_ranges(inputs: list[str], split: str | None = None, range_bytes: int | None = None) -> list[InputRange]:
+def plan_ranges(inputs: list[str], split: str | None = None, range_bytes: int | None = None, *,
+                max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> list[InputRange]:
     """The read tasks for these inputs, in input order (the driver's only pass over the data).
 
     Args:
         inputs: the inputs as given.
         split: the split of Hugging Face dataset inputs.
         range_bytes: target bytes of one JSONL read task (default `RANGE_BYTES`).
+        max_row_bytes: the row limit every range reads with (`read_rows`' keyword).
 
     Raises:
         InputError: an input is missing or cannot be opened (the local reader's message).
@@ -96,7 +113,7 @@ def plan_ranges(inputs: list[str], split: str | None = None, range_bytes: int | 
             read_rows(source, split=split)  # raises InputError now for a missing or unreadable input
             ranges.append(InputRange(n, source, "whole", split=split,
                                      size=path.stat().st_size if path.is_file() else 0))
-    return ranges
+    return [dataclasses.replace(r, max_row_bytes=max_row_bytes) for r in ranges]
 
 
 def _jsonl_ranges(n: int, source: str, path: Path, range_bytes: int) -> list[InputRange]:
@@ -141,21 +158,21 @@ def range_rows(r: InputRange) -> Iterator[tuple[int, int, bytes]]:
     if r.kind == "jsonl":
         with open(r.source, "rb") as f:
             f.seek(r.lo)
-            data = f.read(r.hi - r.lo)
-        for index, line in enumerate(io.BytesIO(data), r.start):  # as readers._jsonl_lines counts lines
-            if line.strip():
-                yield index, LINE, line
+            for index, line in enumerate(read_lines(f, r.max_row_bytes, r.hi - r.lo), r.start):  # as read_rows
+                if type(line) is int:
+                    row = oversize_row(r.source, index, line, r.max_row_bytes, f"line {index + 1}")
+                    yield index, PICKLED, pickle.dumps(row, pickle.HIGHEST_PROTOCOL)
+                elif line.strip():
+                    yield index, LINE, line
     elif r.kind == "parquet":
         import pyarrow.parquet as pq
 
-        index = r.start
         pf = pq.ParquetFile(r.source)
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=list(range(r.lo, r.hi))):
-            for value in batch.to_pylist():
-                yield index, PICKLED, pickle.dumps(_row(r.source, index, value, None), pickle.HIGHEST_PROTOCOL)
-                index += 1
+        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=list(range(r.lo, r.hi)))
+        for row in parquet_rows(r.source, batches, r.start, r.max_row_bytes):
+            yield row.index, PICKLED, pickle.dumps(row, pickle.HIGHEST_PROTOCOL)
     else:
-        for row in read_rows(r.source, split=r.split):
+        for row in read_rows(r.source, split=r.split, max_row_bytes=r.max_row_bytes):
             yield row.index, PICKLED, pickle.dumps(row, pickle.HIGHEST_PROTOCOL)
 
 

@@ -14,7 +14,7 @@ short, never the prompt kept alone); if no supervised token survives it is `prom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from sftdata.chat.options import MaskOptions
 from sftdata.reasons import Reason
 from sftdata.records import Problem, Record, Reject
-from sftdata.tokens import IGNORE_INDEX, Example
+from sftdata.tokens import IGNORE_INDEX, Encoded, Example, document_id, documents_of
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,6 @@ class StageOptions:
     mask: MaskOptions
     max_length: int
     too_long: str = "reject"
-    format: str = "auto"
-    column_map: dict[str, str] | None = None
     encoder_factory: str = "sftdata.chat.engine:ChatEncoder.load"
     """`module:callable` that builds the encoder from (tokenizer, MaskOptions); tests swap in fakes."""
 
@@ -44,8 +42,10 @@ class StageOptions:
 class EncodedBatch:
     """Encoded documents of one batch of records, plus the records' rejects, in record order.
 
-    `outcome[k]` is the index of record k's document in the arrays, or -1 when record k was rejected
-    (then `rejects[k]` holds the Reject).
+    `outcome[k]` is the index of record k's first document in the arrays, or -1 when record k was rejected
+    (then `rejects[k]` holds the Reject). A record may yield several documents (issue 10: its own, then
+    `ID#K` documents for turns whose reasoning the template drops from history): they are contiguous,
+    `1 + extra_docs.get(k, 0)` of them.
     """
 
     input_ids: np.ndarray
@@ -58,28 +58,21 @@ class EncodedBatch:
     truncated: list[bool]
     outcome: list[int]
     rejects: dict[int, Reject] = field(default_factory=dict)
+    extra_docs: dict[int, int] = field(default_factory=dict)
+    """Record k -> documents it has after its first (absent: exactly one)."""
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Record k -> what the manifest counts for it (`allowed_drop.KIND`, `context_drop.reasoning`,
+    `split_docs`, `split_tokens`); absent when nothing."""
+
+    def docs_of(self, k: int) -> range:
+        """Indices of record k's documents in the arrays (empty when it was rejected)."""
+        first = self.outcome[k]
+        return range(0) if first < 0 else range(first, first + 1 + self.extra_docs.get(k, 0))
 
     @property
     def offsets(self) -> np.ndarray:
         """int64 start of each document in the flat arrays (plus the end)."""
         return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
-
-
-def validate_stage_iter(rows: Iterable[Any], fmt: str = "auto", column_map: dict[str, str] | None = None,
-                        oasst_paths: str = "all") -> Iterator[Record | Reject]:
-    """Raw rows of one input -> `Record` or `Reject` per record, streamed (an OASST tree may give several).
-
-    The returned stream's `formats` maps the input to the format detected (`sftdata.validate.RecordStream`).
-    """
-    from sftdata.validate import to_records
-
-    return to_records(rows, fmt=fmt, column_map=column_map, oasst_paths=oasst_paths)
-
-
-def validate_stage(rows: Iterable[Any], fmt: str = "auto", column_map: dict[str, str] | None = None,
-                   oasst_paths: str = "all") -> list:
-    """Batch form of `validate_stage_iter` (what a `map_batches` task calls)."""
-    return list(validate_stage_iter(rows, fmt, column_map, oasst_paths))
 
 
 def cut_example(example: Example, max_length: int, policy: str) -> Example | Problem:
@@ -96,7 +89,7 @@ def cut_example(example: Example, max_length: int, policy: str) -> Example | Pro
         return Problem(Reason.prompt_too_long, f"no reply starts within the first {max_length:,} tokens "
                        f"(document has {n:,}); raise --max-length")
     end = int(hits[-1]) + 1
-    return Example(example.input_ids[:end], example.supervised[:end].copy(), truncated=True)
+    return Example(example.input_ids[:end], example.supervised[:end].copy(), truncated=True, key=example.key)
 
 
 _ENCODERS: dict[tuple, Any] = {}
@@ -138,21 +131,29 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
     truncated: list[bool] = []
     outcome: list[int] = []
     rejects: dict[int, Reject] = {}
+    extra_docs: dict[int, int] = {}
+    counts: dict[int, dict[str, int]] = {}
     for k, (record, result) in enumerate(zip(records, results, strict=True)):
-        if isinstance(result, Example):
-            result = cut_example(result, options.max_length, options.too_long)
-        if isinstance(result, Example):
-            # the first token is never supervised (below), so it must not be the only one
-            if not result.supervised[1:].any():
-                result = [Problem(Reason.no_supervised_tokens, "no token is in the loss after masking")]
-            else:
+        if not isinstance(result, list):
+            docs = _cut_documents(documents_of(result), options)
+            if isinstance(docs, list):
+                split = [d for d in docs if d.key is not None]
                 outcome.append(len(lengths))
-                ids_parts.append(result.input_ids)
-                sup_parts.append(result.supervised)
-                lengths.append(len(result))
-                doc_ids.append(record.doc_id)
-                truncated.append(bool(result.truncated))
+                if len(docs) > 1:
+                    extra_docs[k] = len(docs) - 1
+                found = dict(result.counts) if isinstance(result, Encoded) else {}
+                if split:
+                    found.update(split_docs=len(split), split_tokens=sum(len(d) for d in split))
+                if found:
+                    counts[k] = found
+                for doc in docs:
+                    ids_parts.append(doc.input_ids)
+                    sup_parts.append(doc.supervised)
+                    lengths.append(len(doc))
+                    doc_ids.append(document_id(record.doc_id, doc))
+                    truncated.append(bool(doc.truncated))
                 continue
+            result = docs
         problems = [result] if isinstance(result, Problem) else list(result)
         outcome.append(-1)
         raw = record.conversation.model_dump(mode="json", exclude_none=True)
@@ -170,5 +171,20 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
         input_ids=ids,
         labels=labels,
         lengths=lens,
-        doc_ids=doc_ids, truncated=truncated, outcome=outcome, rejects=rejects,
+        doc_ids=doc_ids, truncated=truncated, outcome=outcome, rejects=rejects, extra_docs=extra_docs,
+        counts=counts,
     )
+
+
+def _cut_documents(docs: tuple[Example, ...], options: StageOptions) -> list[Example] | Problem:
+    """Apply the length policy to each of a record's documents; one that cannot be kept rejects the record
+    (a record is never written short)."""
+    out = []
+    for doc in docs:
+        cut = cut_example(doc, options.max_length, options.too_long)
+        if isinstance(cut, Problem):
+            return cut
+        if not cut.supervised[1:].any():  # the first token is never supervised (below): not the only one
+            return Problem(Reason.no_supervised_tokens, "no token is in the loss after masking")
+        out.append(cut)
+    return out

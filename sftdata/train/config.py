@@ -56,7 +56,7 @@ class Parallel(StrEnum):
 class TrainConfig(BaseModel):
     """Everything a training run needs; `shards`, `model` (or `model_from_config`) and `out` are required."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     shards: Path
     """Folder written by `sftdata prepare` (manifest.json + shard-*.arrow)."""
@@ -74,15 +74,19 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)
     """Optimizer steps to run; when unset, `epochs` passes over the shards."""
     epochs: float = Field(default=1.0, gt=0)
+    """Passes over the shards when `max_steps` is unset (fractions allowed)."""
     lr: float = Field(default=2e-5, gt=0)
+    """Peak learning rate, reached after warmup."""
     min_lr_ratio: float = 0.0
     """The cosine schedule ends at `lr * min_lr_ratio`."""
     warmup_steps: int | None = None
     """Linear warmup steps; when unset, `warmup_ratio` of the total steps."""
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    """Warmup as a fraction of the total steps, used when `warmup_steps` is unset."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay, applied to matrices only (not to norms or biases)."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (on the command line: `--betas 0.9,0.95`)."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this; None turns clipping off."""
     micro_batch_size: int = Field(default=1, ge=1)
@@ -92,21 +96,29 @@ class TrainConfig(BaseModel):
     shuffle: bool = True
     """Shuffle rows every epoch (a pure function of `seed` and the epoch, so resume is exact)."""
     seed: int = 0
+    """Seed of the init, the shuffle and dropout."""
 
     precision: Precision = Precision.auto
+    """Numeric precision of the forward and backward pass."""
     attention: Attention = Attention.auto
+    """How the documents packed into one row are kept from attending to each other."""
     activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass: less memory for about one more forward."""
     compile: bool = False
     """`torch.compile` the model (rows are then padded to the packing capacity to keep shapes static)."""
     parallel: Parallel = Parallel.ddp
+    """How ranks share the work under `torchrun`."""
     device: str | None = None
     """`cpu` or `cuda`; default: cuda when available."""
 
     log_every: int = Field(default=10, ge=1)
+    """Write a metrics line every N steps."""
     eval_every: int | None = Field(default=None, ge=1)
+    """Evaluate on `eval_shards` every N steps (and at the start and the end)."""
     save_every: int | None = Field(default=None, ge=1)
     """Write a resumable checkpoint every N steps (and keep the last `keep_checkpoints`)."""
     keep_checkpoints: int = Field(default=2, ge=1)
+    """Checkpoints kept under OUT/checkpoints; older ones are removed."""
     resume: str | None = None
     """`latest` (newest checkpoint under OUT/checkpoints) or a checkpoint folder."""
     save_final: bool = True

@@ -1,9 +1,9 @@
 """Memory-mapped shards, the step plan, and collation of packed rows into tensors.
 
-Rows are read straight from the Arrow IPC stream files through `pa.memory_map`: opening a folder
-costs no copy, and a row is two numpy views (offsets into the flat `input_ids` / `labels` / `doc_lens`
-buffers), so memory stays flat whatever the shard size. Rows are batched as they were packed; a
-row is never split or re-packed here.
+Rows are read straight from the Arrow IPC stream files through `sftdata.shards.read_shard` (the one
+shard reader, a `pa.memory_map`): opening a folder costs no copy, and a row is two numpy views
+(offsets into the flat `input_ids` / `labels` / `doc_lens` buffers), so memory stays flat whatever
+the shard size. Rows are batched as they were packed; a row is never split or re-packed here.
 
 Which rows an optimizer step uses is a pure function (`step_rows`) of (seed, epoch, step, rank):
 the shuffle is a permutation seeded by `seed + epoch`, each global step takes the next
@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from sftdata.errors import InputError
 from sftdata.manifest import MANIFEST_NAME, Manifest
+from sftdata.shards import read_shard
 from sftdata.tokens import IGNORE_INDEX
 
 
@@ -76,8 +77,7 @@ class ShardSet:
             path = self.folder / info.file
             if not path.is_file():
                 raise InputError(f"{path}: shard listed in {self.folder / MANIFEST_NAME} is missing")
-            reader = pa.ipc.open_stream(pa.memory_map(str(path), "r"))
-            for batch in reader:
+            for batch in read_shard(path).to_batches():
                 starts.append(total)
                 self._batches.append(_Columns(batch))
                 total += batch.num_rows

@@ -1,0 +1,46 @@
+"""How much a chat template may build while it renders one conversation: one closed, documented model.
+
+Chat templates are code downloaded with a model; Jinja's sandbox stops them reaching Python internals
+but not from building a gigabyte string (`'a' * 10**9`), doubling one in a loop or a recursive macro, or
+looping 10**10 times. `sftdata.chat.jinja_env` enforces these limits inside the sandbox (see its module
+docstring for where each one is checked). The defaults sit far above every real template: on the 179
+fixture templates (`benchmarks/template_survey.py --limits`) the largest string any of them builds is a
+few kB, the longest loop a few dozen items, the deepest call chain a handful of macros, the slowest render
+a few ms. With the defaults, every hostile case in `tests/test_hostile_templates.py` stops in well under a
+second, below ~0.6 GiB of peak memory for the process.
+
+A limit hit while the template is probed (before any record) is a `TemplateError` (exit 2) naming the
+limit and the construct; on one record it is a reject with reason `template_limit` naming the limit.
+The audit renders with transformers' own environment and can reuse this model to bound it from
+outside (a worker with `max_render_seconds` and a memory cap derived from `max_string_chars`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TemplateLimits(BaseModel):
+    """Bounds on what a chat template may build while rendering one conversation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    max_output_chars: int = Field(default=64 * 2**20, ge=1)
+    """Largest rendered conversation, in characters (default 64 Mi; an input row is at most 32 MiB). Also
+    bounds text captured by `{% set %}...{% endset %}`, macro bodies and `{% filter %}` blocks."""
+    max_string_chars: int = Field(default=64 * 2**20, ge=1)
+    """Largest string a template may build or keep (`*`, `~`, `+`, `join`, `replace`, padding, `%`
+    formatting), and the most characters held in one value it stores (default 64 Mi)."""
+    max_items: int = Field(default=2**20, ge=1)
+    """Most items in one list, tuple or dict a template builds or stores, nested items counted each time
+    they are reached (default 1 Mi): bounds `[x] * n`, `list`, `batch`, `slice`, `sum` and shared-list
+    towers such as `[l, l]` in a loop."""
+    max_range: int = Field(default=100_000, ge=1)
+    """Most numbers one `range()` may yield: Jinja's own sandbox cap, the one transformers applies."""
+    max_int_bits: int = Field(default=2**20, ge=64)
+    """Largest integer a template may compute, in bits (`**`, `*`; default 1 Mi bits)."""
+    max_call_depth: int = Field(default=100, ge=1)
+    """Deepest chain of macro, `caller()` and recursive `loop()` calls (default 100)."""
+    max_render_seconds: float = Field(default=5.0, gt=0)
+    """Wall time one render may take (a record takes one render plus one per trained turn), checked at
+    every call and every 1,024 loop items (default 5 s)."""
