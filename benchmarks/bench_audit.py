@@ -4,10 +4,12 @@
     .venv/bin/python benchmarks/bench_audit.py [--rows 20000] [--tokenizer qwen2.5-instruct] [--repeat 1]
 
 Builds `../shared/bench/make_corpus.py ROWS` once, then times, each as a whole process with warm
-caches (one untimed warm-up of each first): `prepare` (API call in a fresh interpreter, the same work
-as `sftdata prepare`), `sftdata audit OUT --json` (full: shards + re-derivation of every document) and
-`sftdata audit OUT --shards-only --json`. Prints one JSON object: seconds (median over --repeat) and the
-ratios audit / prepare. Target: full audit <= 2x prepare.
+caches (one untimed warm-up of each first): the floor (`../shared/bench/floor.py`: read, render,
+encode, nothing else), `prepare` (API call in a fresh interpreter, the same work as `sftdata prepare`),
+`sftdata audit OUT --json` (full: shards, re-derivation of every document and conservation from the
+raw rows) and `sftdata audit OUT --shards-only --json`. Prints one JSON object: seconds (median over
+--repeat) and the ratios audit / floor and audit / prepare. Targets: full audit <= 1.2x the floor
+process (issue "an audit that proves or fails"), <= 2x prepare.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def main() -> None:
     tok = str(SHARED / "fixtures" / "tokenizers" / a.tokenizer)
     out = work / "out"
     jobs = {
+        "floor_s": [PY, str(SHARED / "bench" / "floor.py"), str(corpus), tok],
         "prepare_s": [PY, "-c", PREPARE, str(corpus), tok, str(out)],
         "audit_s": [PY, "-m", "sftdata", "audit", str(out), "--json", "--sample", "8"],
         "audit_shards_only_s": [PY, "-m", "sftdata", "audit", str(out), "--json", "--shards-only"],
@@ -74,9 +77,12 @@ def main() -> None:
     med = {k: round(statistics.median(v), 2) for k, v in times.items()}
     print(json.dumps({
         "rows": a.rows, "tokenizer": a.tokenizer, **med,
+        "audit_over_floor": round(med["audit_s"] / med["floor_s"], 3),
         "audit_over_prepare": round(med["audit_s"] / med["prepare_s"], 3),
         "shards_only_over_prepare": round(med["audit_shards_only_s"] / med["prepare_s"], 3),
         "audit_passed": audit_json.get("passed"), "audit_errors": audit_json.get("errors"),
+        "conservation_checked": next((c["checked"] for c in audit_json.get("checks", [])
+                                      if c["name"] == "conservation"), None),
         "audit_inner_timings": audit_json.get("timings"),
         "documents": audit_json.get("stats", {}).get("totals", {}).get("documents"),
     }))

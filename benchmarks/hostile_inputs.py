@@ -5,8 +5,9 @@ usage: hostile_inputs.py [--tokenizer DIR] [--cap-gib 3] [--timeout 60] [--root 
 
 Each case is a whole `python -m sftdata` process with `RLIMIT_AS` set to `--cap-gib` (so a case that
 would grow without bound ends with MemoryError at the cap instead of waking the kernel's OOM killer on
-a shared machine) and killed after `--timeout` seconds. Reported per case: exit code, wall time, peak
-RSS of the process (`wait4` rusage) and the last line of its output. `--root` runs another checkout
+a shared machine) and killed after `--timeout` seconds. Reported per case: exit code, wall and CPU
+time, peak RSS of the process (rusage of the waited-for child; CPU time is the figure to compare on a
+busy machine) and the last line of its output. `--root` runs another checkout
 (e.g. a `git worktree` of the commit before the bounds) with this interpreter, to measure "before".
 """
 
@@ -28,6 +29,7 @@ CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 BOMBS = {  # name -> template code run before a plain ChatML template (so it runs in the probes)
+    "none (baseline)": "",
     "string_mul": "{% set s = 'a' * 1000000000 %}",
     "string_doubling_loop": "{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
                             "{% endfor %}",
@@ -75,9 +77,11 @@ def run_case(cmd: list[str], env: dict[str, str], cap: int, timeout: float) -> d
         out, _ = proc.communicate()
         timed_out = True
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, the largest child so far
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = usage.ru_maxrss  # KiB, the largest child so far
     lines = [x for x in out.decode("utf-8", "replace").splitlines() if x.strip()]
-    return {"rc": proc.returncode, "wall_s": round(wall, 1), "timed_out": timed_out, "peak_rss_kib_so_far": peak,
+    return {"rc": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "timed_out": timed_out, "peak_rss_kib_so_far": peak,
             "last": lines[-1][:200] if lines else ""}
 
 
@@ -106,9 +110,10 @@ def main() -> None:
             write_gzip_bomb(data, args.gzip_line_mib << 20)
             cmd = [sys.executable, "-m", "sftdata", "validate", str(data)]
         else:
-            (tmp / f"{name}.jinja").write_text(bomb + CHAT)
+            slug = name.split()[0]
+            (tmp / f"{slug}.jinja").write_text(bomb + CHAT)
             cmd = [sys.executable, "-m", "sftdata", "prepare", str(row), "-t", args.tokenizer, "--workers", "1",
-                   "--chat-template", str(tmp / f"{name}.jinja"), "-o", str(tmp / f"out-{name}")]
+                   "--chat-template", str(tmp / f"{slug}.jinja"), "-o", str(tmp / f"out-{slug}")]
         # a fresh interpreter per case, so that RUSAGE_CHILDREN's maximum is this case's own
         res = json.loads(subprocess.run(
             [sys.executable, "-c", "import json,sys;sys.path.insert(0,%r);import hostile_inputs as h;"

@@ -102,11 +102,11 @@ class ShardWriter:
         for start in range(0, batch.num_rows, BATCH_ROWS):
             part = batch.slice(start, BATCH_ROWS)
             self._writer.write_batch(part)
-        ids = batch.column("input_ids")
-        labels = batch.column("labels").values.to_numpy(zero_copy_only=False)
+        # `.flatten()`, not `.values`: on a sliced batch `.values` is the whole parent buffer
+        labels = batch.column("labels").flatten().to_numpy(zero_copy_only=False)
         self.stats.rows += batch.num_rows
-        self.stats.documents += len(batch.column("doc_ids").values)
-        self.stats.tokens += len(ids.values)
+        self.stats.documents += len(batch.column("doc_ids").flatten())
+        self.stats.tokens += len(batch.column("input_ids").flatten())
         self.stats.supervised_tokens += int(np.count_nonzero(labels != -100))
 
     def close(self) -> ShardStats:

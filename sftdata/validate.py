@@ -17,7 +17,6 @@ Cost, measured on the 20k-row benchmark corpus (OpenAI messages, 2 cores): readi
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -293,10 +292,7 @@ def read_inputs(sources: Sequence[str], read: ReadOptions) -> Iterator[RawRow]:
 
     Every input is opened before any row is read, so a missing second file fails at once.
     """
-    kwargs: dict[str, Any] = {"split": read.split}
-    if "max_row_bytes" in inspect.signature(read_rows).parameters:
-        kwargs["max_row_bytes"] = read.max_row_bytes
-    streams = [read_rows(s, **kwargs) for s in sources]
+    streams = [read_rows(s, split=read.split, max_row_bytes=read.max_row_bytes) for s in sources]
     return itertools.chain.from_iterable(streams)
 
 

@@ -1,5 +1,5 @@
 """The transformers-free chat tokenizer, and workers that pay: same tokenizer as `AutoTokenizer`, no
-transformers in `prepare` or its workers, no process left behind.
+transformers in `prepare` or its workers, no process left behind, the same bytes with a pool as inline.
 
 `ChatTokenizer` must be indistinguishable from `AutoTokenizer.from_pretrained` for everything the engine
 reads (special-token map, added tokens, chat template, control tokens, the Rust backend and its ids) on
@@ -10,6 +10,7 @@ the ten real tokenizers; the engine's ids against `apply_chat_template` are prov
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from conftest import ROOT, TOKENIZER_NAMES, TOKENIZERS, requires_shared
 from sftdata.chat.tokenizer import ChatTokenizer, TransformersFallback, load_chat_tokenizer
 from sftdata.config import PipelineConfig
 from sftdata.errors import ConfigError
-from sftdata.pipeline.pool import resolve_workers, tokenizer_threads
+from sftdata.pipeline.pool import CPUS_ENV, cpu_count, ordered_map, resolve_workers, tokenizer_threads
 
 DEMO = ROOT / "sftdata" / "data" / "tokenizer"
 EXAMPLE = ROOT / "sftdata" / "data" / "example.jsonl"
@@ -123,10 +124,25 @@ def test_auto_workers_leave_a_core_to_the_main_process_and_counts_are_capped() -
     assert resolve_workers("auto", cores=16) == 15
     assert resolve_workers("auto", cores=1) == 1
     assert resolve_workers(2, cores=16) == 2
-    assert resolve_workers(8, cores=2) == 2  # never more processes than cores
+    assert resolve_workers(2, cores=2) == 1  # 1 -> 2 workers on 2 cores is never slower: it is the same run
+    assert resolve_workers(8, cores=4) == 3  # processes never outnumber cores
     assert tokenizer_threads(15, cores=16) == 1
     assert tokenizer_threads(2, cores=8) == 4
     assert tokenizer_threads(4, cores=2) == 1
+
+
+def test_sftdata_cpus_overrides_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CPUS_ENV, "5")
+    assert cpu_count() == 5
+    assert resolve_workers("auto") == 4
+    monkeypatch.setenv(CPUS_ENV, "zero")  # not a count: the affinity mask (or a lower cgroup quota) decides
+    assert 1 <= cpu_count() <= len(os.sched_getaffinity(0))
+
+
+def test_a_single_batch_never_starts_a_pool() -> None:
+    before = set(multiprocessing.active_children())
+    assert list(ordered_map(abs, [-3], workers=4)) == [3]
+    assert set(multiprocessing.active_children()) == before
 
 
 def test_workers_default_to_auto_and_reject_nonsense() -> None:
@@ -159,7 +175,7 @@ CHILD = textwrap.dedent("""
         return out
 
     seen = []
-    config = PipelineConfig(tokenizer=sys.argv[3], max_length=1024, workers=2, chunk_size=4)
+    config = PipelineConfig(tokenizer=sys.argv[3], max_length=1024, workers=2, chunk_size=4, rows_per_shard=8)
     result = prepare([sys.argv[1]], sys.argv[2], config, on_progress=lambda p: seen.append(len(children())))
     assert result.manifest.counts.docs_written > 0
     assert max(seen) >= 2, f"no pool ran: children seen {seen}"
@@ -168,19 +184,23 @@ CHILD = textwrap.dedent("""
     assert not left, f"processes still alive 0.5 s after prepare returned: {left}"
     leaked = sorted(m for m in sys.modules if m == "transformers" or m.startswith("transformers."))
     assert not leaked, leaked[:5]
+    inline = prepare([sys.argv[1]], sys.argv[2] + "-inline", config.model_copy(update={"workers": 1}))
+    for name in sorted(os.listdir(sys.argv[2])):
+        same = Path(sys.argv[2], name).read_bytes() == Path(inline.out, name).read_bytes()
+        assert same, f"{name} differs between 2 workers and inline"
     print("ok", max(seen))
 """)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list child processes")
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a pool of 2 needs 2 cores (counts are capped)")
 def test_prepare_and_its_workers_never_import_transformers_and_leave_no_process(tmp_path: Path) -> None:
     data = tmp_path / "few.jsonl"
     data.write_text("\n".join(EXAMPLE.read_text(encoding="utf-8").splitlines()[:24]) + "\n", encoding="utf-8")
     poison = tmp_path / "poison"  # any `import transformers`, in the main process or a worker, fails the run
     (poison / "transformers").mkdir(parents=True)
     (poison / "transformers" / "__init__.py").write_text("raise ImportError('transformers was imported')\n")
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{poison}{os.pathsep}{ROOT}"}
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{poison}{os.pathsep}{ROOT}",
+           CPUS_ENV: "3"}  # a pool of 2 even on a 2-core machine (counts are capped at cores - 1)
     done = subprocess.run([sys.executable, "-c", CHILD, str(data), str(tmp_path / "out"), str(DEMO)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -61,6 +61,12 @@ BOMBS = {  # name -> (template code run before a ChatML template, the limit it m
     "exponential_macro": ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% else %}x{% endif %}"
                           "{% endmacro %}{% set x = f(60) %}", "max_render_seconds"),
     "lipsum": ("{% set s = lipsum(1000000000) %}", "max_string_chars"),
+    "fromkeys_tower": ("{{ dict.fromkeys(range(100000), 'x' * 60000000) }}", "max_string_chars"),
+    "batch_fill_tower": ("{{ [1]|batch(1000000, 'x' * 60000000)|list }}", "max_string_chars"),
+    "nested_format_width": ("{% set s = '{0:{1}}'.format('a', 1000000000) %}", "max_string_chars"),
+    "whitespace_split": ("{% set w = ('a ' * 30000000).split() %}", "max_items"),
+    "slow_flat_loop": ("{% set s = 'ab' * 30000000 %}{% for i in range(100000) %}{% if 'zz' in s %}{% endif %}"
+                       "{% endfor %}", "max_render_seconds"),
 }
 
 RUN_BOMB = textwrap.dedent("""

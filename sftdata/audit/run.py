@@ -1,10 +1,20 @@
-"""`audit_prepared`: the whole audit of a prepared folder, as one function over its files.
+"""`audit_prepared`: the whole audit of a prepared folder, as one function over its files. It proves or fails.
 
 Order (cheap and certain first): manifest and files (sha256) -> template probes -> shard-only
-invariants and statistics per shard -> re-derivation of every document from its source record ->
-rejects summary and samples for the report. Every step adds to one `Findings`; the result is an
-`AuditReport` that the CLI prints, writes as JSON or renders as HTML. Nothing here imports the
-writer's mask engine (`sftdata.chat`) or `sftdata.prepare`.
+invariants and statistics per shard -> the source rows, read once (`sources`: the audit's own reader
+and row interpretation, under the manifest's recorded read options): re-derivation of every document
+(`ID` and its `ID#K` turn documents) and conservation of every text of every raw row -> rejects
+summary and samples for the report. Every step adds to one `Findings`; the result is an `AuditReport`
+that the CLI prints, writes as JSON or renders as HTML.
+
+Proves or fails: a missing or changed input (`input_available`), a mask the audit cannot re-derive
+(`mask_unproven`) and a lost text (`conservation`) are failures. The weaker audits are asked for by
+name (`shards_only`, `allow_unproven`), and the report lists every check that ran or was skipped.
+
+Nothing here imports the writer's code: not the mask engine (`sftdata.chat`), not `sftdata.prepare`,
+and not the readers, format adapters or validation (`sftdata.readers`, `sftdata.formats`,
+`sftdata.validate`): an audit that reuses them cannot see their bugs (`tests/test_audit_planted.py`
+checks it in a fresh interpreter).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ drops (`template_drops_*`), unless an option explains the drop (`--allow-drop KI
 What is checked, per record (`record_texts`): system content (`system`); user, tool and assistant
 content, an assistant reply without its leading think block (`content`); each `name` not already
 printed as a tool call's name (`name`); each tool call's function name, argument keys and argument
-values (`tool_calls`); every string value and parameter name of the `tools` definitions (`tools`).
+values (`tool_calls`); every string value and parameter name of the `tools` definitions except the
+values of `type` (schema keywords such as `function` / `object`, not text the user wrote) (`tools`).
 Reasoning is checked by the engine per document, because where it must appear depends on which
 document supervises the turn (`ID#K` splits).
 
@@ -128,6 +129,8 @@ def _tool_texts(tools: list[dict[str, Any]]) -> Iterator[Text]:
                 yield Text("tools", value, path)
         elif isinstance(value, dict):
             for k, v in value.items():
+                if k == "type":  # a schema keyword (`function`, `object`, `string`), not text the user wrote
+                    continue
                 if k == "properties" and isinstance(v, dict):
                     for name in v:
                         if isinstance(name, str) and name.strip():

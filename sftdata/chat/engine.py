@@ -166,8 +166,10 @@ class ChatEncoder:
         """The messages exactly as the template sees them.
 
         Content as written; a reasoning field aliased as `reasoning_content` / `thinking` where the template
-        has a reasoning slot, else inlined as a leading `<think>` block (`reasoning_field: inline`); a leading
-        think block moved into the slot only where the template has one and drops it from content.
+        has a reasoning slot, else inlined as a leading `<think>` block (`reasoning_field: inline`). Where the
+        template renders reasoning itself, a leading think block moves into the slot: Qwen3 splits it off the
+        content the same way, so the render is the same, and the tags stay the template's own control tokens
+        instead of user text that `sanitize` would encode as plain text.
         """
         profile = self.profile
         out = []
@@ -179,8 +181,7 @@ class ChatEncoder:
                 m = {k: v for k, v in m.items() if k != "reasoning"}
                 if r.strip():
                     m["content"] = f"<think>\n{r}\n</think>\n\n{m.get('content', '')}"
-            elif (profile.reasoning_slot and not profile.keeps_content_think and m["role"] == "assistant"
-                  and "<think>" in m.get("content", "")):
+            elif profile.reasoning_slot and m["role"] == "assistant" and "<think>" in m.get("content", ""):
                 answer, thought = split_think(m["content"])
                 if thought is not None:
                     m = {**m, "content": answer, "reasoning": thought, "thinking": thought, "reasoning_content": thought}
@@ -273,7 +274,8 @@ class ChatEncoder:
         tools = conv.tools
         mode = options.control_tokens
         marked = False
-        if mode is not ControlTokens.allow and self._has_control_text(_user_text(conv)):
+        if (mode is not ControlTokens.allow and self._has_control_text(_user_text(conv))
+                and control.needs_marking([messages, tools], self._control_re)):
             if mode is ControlTokens.reject:
                 hit = next(self._control_re.search(s) for s in control.strings_in([messages, tools])
                            if self._control_re.search(s))

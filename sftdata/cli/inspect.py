@@ -93,10 +93,16 @@ def _inspect_record(console: Any, source: str, row: int, tokenizer: str | None, 
         for p in result:
             console.print(f"  {p.code.value}: {p.message}")
         raise typer.Exit(1)
-    console.print(colored(token_pieces(enc.tokenizer, result.input_ids.tolist(), result.supervised.tolist())))
-    console.print()
+    from sftdata.tokens import documents_of
+
+    for doc in documents_of(result):  # a record may yield several documents: its own, then `ID#K` ones
+        if doc.key is not None:
+            console.print(f"[bold magenta]── document #{doc.key} (assistant turn {doc.key} alone) ──[/]")
+        console.print(colored(token_pieces(enc.tokenizer, doc.input_ids.tolist(), doc.supervised.tolist())))
+        console.print()
+        console.print(f"{len(doc)} tokens, {doc.n_supervised} trained")
     console.print(legend())
-    console.print(f"{len(result)} tokens, {result.n_supervised} trained; template: {enc.source.origin}")
+    console.print(f"template: {enc.source.origin}")
 
 
 def _inspect_shards(console: Any, folder: Path, row: int, tokenizer: str | None) -> None:

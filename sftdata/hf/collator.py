@@ -127,4 +127,4 @@ def _documents(row: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
         raise InputError(f"a row of {len(ids)} tokens has {len(labels)} labels and {name} {lens.tolist()} "
                          f"(they must sum to the tokens, each > 0); the shard is corrupt or not from sftdata prepare")
     cuts = np.cumsum(lens)[:-1]
-    return list(zip(np.split(ids, cuts), np.split(labels, cuts)))
+    return list(zip(np.split(ids, cuts), np.split(labels, cuts), strict=True))

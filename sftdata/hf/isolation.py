@@ -96,8 +96,8 @@ def problem(attn: str, inputs: Mapping[str, Any], *, use_cache: bool, packed: bo
                 f"the dense kernel per row and documents see each other. Fix: {FIX_LAYOUT}")
     if attn in MASK_FROM_POSITIONS:
         if use_cache or inputs.get("past_key_values") is not None or inputs.get("cache") is not None:
-            return (f"the model runs with a KV cache (use_cache=True), which makes transformers skip the packed-sequence "
-                    f"mask: documents attend to each other ({attn}). Fix: pass use_cache=False "
+            return ("the model runs with a KV cache (use_cache=True), which makes transformers skip the "
+                    f"packed-sequence mask: documents attend to each other ({attn}). Fix: pass use_cache=False "
                     "(sftdata.hf.Collator batches carry it) or set model.config.use_cache = False")
         return None
     return (f"attention implementation {attn!r} is not known to keep packed documents apart (isolating: "

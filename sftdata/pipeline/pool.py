@@ -15,13 +15,15 @@ If the parent is killed outright (SIGKILL), each worker notices within 0.5 s tha
 and exits: a spawned worker holds both ends of its task queue, so it would never see EOF.
 
 Workers that pay (`resolve_workers`): `auto` is cores minus one for the main process (which reads,
-validates, packs and writes); an explicit count is capped at the cores. One worker is no pool: the main
-process encodes inline, its Rust tokenizer using every core while Python renders the next chunk. With a
-pool each worker's Rust thread pool gets `cores // workers` threads (at least one), set through
-`RAYON_NUM_THREADS` / `TOKENIZERS_PARALLELISM` in the worker's initializer, before its first encode builds
-the pool, so worker processes times tokenizer threads never exceed the cores. Before this (and before
-workers stopped importing transformers, 2.5 s each) `--workers 2` took 1.32x the wall and 1.61x the CPU
-time of `--workers 1` on 2 cores: two workers each ran a 2-thread Rust pool on 2 cores.
+validates, packs and writes), and an explicit count is capped the same way: processes never outnumber
+cores (`cpu_count`: the affinity mask, a cgroup quota, or `SFTDATA_CPUS`). One worker is no pool: the main
+process encodes inline, its Rust tokenizer using every core while Python renders the next chunk. So on 2
+cores `--workers 2` runs as `--workers 1`: a pool there pays start-up (imports and a tokenizer load per
+worker, ~1.5 s CPU each) and pickling for no extra core; measured before this rule, `--workers 2` took
+1.32x the wall and 1.61x the CPU time of `--workers 1` on 2 cores. With a pool each worker's Rust thread
+pool gets `cores // workers` threads (at least one), set through `RAYON_NUM_THREADS` /
+`TOKENIZERS_PARALLELISM` in the worker's initializer, before its first encode builds the rayon pool, so
+workers times tokenizer threads never exceed the cores. An input of one batch never starts a pool.
 
 No process outlives its job: when the map ends (exhausted, failed or interrupted) the workers are joined,
 and the `multiprocessing` resource tracker that spawning started is stopped too (it would otherwise linger
@@ -40,27 +42,42 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import chain, islice
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+CPUS_ENV = "SFTDATA_CPUS"
+"""Overrides the cores sftdata plans for (e.g. a container whose affinity mask shows the whole host)."""
+
+
 def cpu_count() -> int:
-    """CPUs this process may use (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    """Cores this process may use: `SFTDATA_CPUS`, else its affinity mask, lowered to a cgroup CPU quota."""
+    if os.environ.get(CPUS_ENV, "").strip().isdigit() and int(os.environ[CPUS_ENV]) >= 1:
+        return int(os.environ[CPUS_ENV])
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:  # cgroup v2 `cpu.max`: "QUOTA PERIOD" or "max PERIOD"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def resolve_workers(workers: int | str, cores: int | None = None) -> int:
-    """Worker processes to start: `auto` = cores - 1 (the main process keeps one); an explicit count is
-    capped at the cores (more processes than cores can only queue). 1 means encode inline."""
-    cores = cores or cpu_count()
+    """Worker processes to start: `auto` = cores - 1, the main process keeping one; an explicit count is capped
+    the same way, so processes never outnumber cores. 1 means encode inline (see the module docstring)."""
+    most = max(1, (cores or cpu_count()) - 1)
     if workers == "auto":
-        return max(1, cores - 1)
-    return max(1, min(int(workers), cores))
+        return most
+    return max(1, min(int(workers), most))
 
 
 def tokenizer_threads(workers: int, cores: int | None = None) -> int:
@@ -96,10 +113,13 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | str = 1
     `fn` must be a picklable module-level function (or `functools.partial` of one).
     """
     workers = resolve_workers(workers)
-    if workers <= 1:
-        for item in items:
+    items = iter(items)
+    head = list(islice(items, 2)) if workers > 1 else []  # one batch in all: a pool would only add its start-up
+    if workers <= 1 or len(head) < 2:
+        for item in chain(head, items):
             yield fn(item)
         return
+    items = chain(head, items)
     context = multiprocessing.get_context("spawn")
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                    initargs=(os.getpid(), tokenizer_threads(workers)))

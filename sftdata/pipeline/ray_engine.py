@@ -169,7 +169,7 @@ class RayJob(_Job):
         c = self.config
         t = time.perf_counter()
         formats = self.formats()
-        ranges = plan_ranges(self.inputs, c.read.split)
+        ranges = plan_ranges(self.inputs, c.read.split, max_row_bytes=c.read.max_row_bytes)
         self.timings["ray_plan_s"] += time.perf_counter() - t
         t = time.perf_counter()
         context = ray.data.DataContext.get_current()
