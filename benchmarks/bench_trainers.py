@@ -21,8 +21,8 @@ Data: alpaca_en_demo from `../shared/fixtures` prepared with the model's tokeniz
 bundled example and tokenizer, a random 2-layer Llama (no ../shared needed).
 
 usage:
-  python benchmarks/bench_trainers.py                      # SmolLM2-135M, 12 steps (~a few minutes on CPU)
-  python benchmarks/bench_trainers.py --steps 30 --skip 5 --micro-batch-size 4   # on a GPU
+  python benchmarks/bench_trainers.py        # SmolLM2-135M, 8 steps of 2 rows x 512 (~3 min on 2 idle cores, est.)
+  python benchmarks/bench_trainers.py --steps 30 --skip 5 --micro-batch-size 8 --max-length 2048   # on a GPU
   python benchmarks/bench_trainers.py --tiny --steps 4 --skip 1                  # check the script
 Prints one JSON line per trainer, then the ratios.
 """
@@ -159,11 +159,11 @@ def run_trl(a, shards: Path, model: str | None, preset: str | None, tokenizer: s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--skip", type=int, default=3, help="warm-up steps not timed")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--skip", type=int, default=2, help="warm-up steps not timed")
     ap.add_argument("--micro-batch-size", type=int, default=2, help="packed rows per micro-step")
     ap.add_argument("--grad-accum", type=int, default=1)
-    ap.add_argument("--max-length", type=int, default=1024, help="row length when preparing the data")
+    ap.add_argument("--max-length", type=int, default=512, help="row length when preparing the data")
     ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--attention", default="sdpa", help="sdpa | eager | flash_attention_2 (GPU)")

@@ -116,8 +116,9 @@ class PipelineConfig(BaseModel):
     max_reject_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
     """Above this fraction of rejected records the run still writes everything, then exits 1."""
     workers: Annotated[Annotated[int, Field(ge=1)] | Literal["auto"], BeforeValidator(_auto_or_count)] = "auto"
-    """Processes that render and tokenize: `auto` (default) = cores minus one for the main process; a number
-    is capped at the cores; 1 encodes in the main process (see `sftdata.pipeline.pool`)."""
+    """Processes that render and tokenize: `auto` (default) = cores minus one for the main process, and a
+    number is capped the same way (`SFTDATA_CPUS` overrides the cores); 1 encodes in the main process, which
+    is what 2 cores get (see `sftdata.pipeline.pool`)."""
     chunk_size: int = Field(default=512, ge=1)
     """Records sent to a worker at once."""
     engine: Engine = Engine.local

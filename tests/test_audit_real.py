@@ -104,3 +104,32 @@ def test_untrained_tool_call_start_is_caught(tmp_path):
     report = audit_prepared(out, sample=0)
     (f,) = [f for f in report.findings.items if f.check == "mask_match"]
     assert f.row == row and f.position == p and "<tool_call>" in f.expected and f.found.startswith("not supervised")
+
+
+REASONING_ROWS = [
+    {"id": "m1", "messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4", "reasoning": "Two plus two is four."},
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "6", "reasoning": "Three plus three is six."}]},
+    {"id": "m2", "messages": [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "<think>\nPick something common.\n</think>\n\nBlue."}]},
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tokenizer", TOKENIZER_NAMES)
+def test_multi_turn_reasoning_is_proven_and_conserved(tmp_path, tokenizer):
+    """Reasoning fields and think blocks on every template: inlined (no slot), split into `ID#K` (Qwen3 drops
+    earlier thoughts), or built from the opened generation prompt (DeepSeek-R1 style); each document re-derived
+    and every thought found in the record's documents (or the record rejected with a reason)."""
+    data = tmp_path / "reasoning.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in REASONING_ROWS), encoding="utf-8")
+    out = _prepare(tmp_path, tokenizer, [str(data)])
+    report = audit_prepared(out, sample=0)
+    assert report.passed, _errors(report)
+    checks = report.findings.checks
+    assert "mask_unproven" not in checks, _errors(report)
+    written = report.stats["totals"]["documents"]
+    assert checks["ids_match"].checked == written and (written == 0 or checks["conservation"].checked > 0)

@@ -114,7 +114,8 @@ def test_other_folders_fall_back_to_transformers_and_say_why(tmp_path: Path, cha
 
 def test_a_folder_without_tokenizer_json_falls_back(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.warns(TransformersFallback, match="a folder without tokenizer.json"), pytest.raises((OSError, ValueError)):
+    with pytest.warns(TransformersFallback, match="a folder without tokenizer.json"), \
+            pytest.raises((OSError, ValueError)):
         load_chat_tokenizer(str(tmp_path / "empty"))
 
 

@@ -33,10 +33,11 @@ TOOLS = {"glaive": "llama_factory/glaive_toolcall_en_demo.json",
 SAMPLE = 12
 ACCEPTABLE = {Reason.template_error, Reason.reply_not_located, Reason.control_token_in_content,
               Reason.template_drops_tools, Reason.template_drops_tool_calls, Reason.template_drops_content,
-              Reason.template_drops_system, Reason.template_drops_name}
+              Reason.template_drops_system, Reason.template_drops_name, Reason.template_drops_reasoning}
 """Rejects on tool data: the template raises (roles must alternate, one tool call only, id format), has
-no tool support (it drops the tool definitions or calls: named, issue 10), drops a reply the record has, or
-the reply holds an unsanitizable `</think>`."""
+no tool support (it drops the tool definitions or calls: named, issue 10), drops text beside a tool call
+(Llama 3.1: the reply's text, and with it an inlined thought), drops a reply the record has, or the reply
+holds an unsanitizable `</think>`."""
 
 
 @functools.cache

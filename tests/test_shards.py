@@ -11,8 +11,9 @@ import pyarrow as pa
 
 from sftdata.fingerprint import file_sha256
 from sftdata.manifest import FORMAT_VERSION, SHARD_SCHEMA
-from sftdata.pipeline.rows import build_rows, shard_slices, shuffle_rows
-from sftdata.shards import ShardWriter, read_shard, shard_metadata
+from sftdata.pipeline.plan import shuffle_rows
+from sftdata.pipeline.write import ShardWriter, build_rows, shard_slices
+from sftdata.shards import read_shard, shard_metadata
 
 
 def sample_batch() -> pa.RecordBatch:

@@ -69,15 +69,15 @@ def check_shard_counts(view: TokenView, info: ShardInfo, findings: Findings) -> 
                                   shard=view.name, expected=want, found=value))
 
 
-def check_totals(manifest: Manifest, totals: dict[str, int], findings: Findings) -> None:
-    """Manifest totals vs what the shards hold (documents written, rows, tokens); every record read is one
-    document (plus its `ID#K` documents, counted in `split_docs`) or one reject."""
+def check_totals(manifest: Manifest, totals: dict[str, int], findings: Findings, records: int) -> None:
+    """Manifest totals vs what the shards hold (documents written, rows, tokens). Every record read is
+    written (as its own document, its `ID#K` turn documents, or both: `records` counts them from the
+    shards' doc ids) or rejected."""
     findings.check(*COUNTS, 1)
     pairs = {"counts.docs_written": (manifest.counts.docs_written, totals["documents"]),
              "packing.rows": (manifest.packing.rows, totals["rows"]),
              "packing.tokens": (manifest.packing.tokens, totals["tokens"]),
-             "counts.rows_in": (manifest.counts.rows_in, manifest.counts.docs_written - manifest.counts.split_docs
-                                + manifest.counts.rejected)}
+             "counts.rows_in": (manifest.counts.rows_in, records + manifest.counts.rejected)}
     for key, (want, found) in pairs.items():
         if want != found:
             findings.fail(Finding(COUNTS[0], Severity.error, f"manifest {key} disagrees with the shards",

@@ -11,7 +11,8 @@ column map) it gives:
   kind (`content`, `reasoning`, `system`, `tools`, `tool_calls`, `name`). Left out on purpose:
   metadata keys (`META_KEYS`: ids, roles, types, weights...), top-level columns the format does not
   read (`USED_COLUMNS`: what a column map leaves unused), OASST branches that `oasst_paths: top`
-  does not take, and deleted or rejected OASST messages.
+  does not take, deleted or rejected OASST messages, and unanswered prompts at the end of a path
+  (a path ends on its last assistant reply).
 
 Rules as documented: alpaca is `[history...] user(instruction + "\\n\\n" + input) assistant(output)`
 with an optional `system` column; ShareGPT speakers map onto roles (`function_call` turns are
@@ -345,12 +346,13 @@ def _oasst(row: dict[str, Any], source: str, index: int, top: bool, out: RawReco
     where = "prompt" if "prompt" in row else "(row)"
     seen: set[int] = set()
     for path in _paths(root, [], where, top):
-        out.leaves.extend(Leaf(f"{w}.text", n["text"], "content") for w, n in path if id(n) not in seen)
-        seen.update(id(n) for _, n in path)
-        while path and path[-1][1].get("role") != "assistant":
+        while path and path[-1][1].get("role") != "assistant":  # an unanswered prompt is no conversation
             path = path[:-1]
         if not path:
             continue
+        out.leaves.extend(Leaf(f"{w}.text", n["text"], "content") for w, n in path
+                          if id(n) not in seen and isinstance(n.get("text"), str))
+        seen.update(id(n) for _, n in path)
         leaf_id = path[-1][1].get("message_id")
         doc_id = ":".join(str(x) for x in (tree, leaf_id) if x is not None) or f"{source}:{index}"
         if any(r.doc_id == doc_id for r in out.records):

@@ -90,16 +90,21 @@ class MaskDeriver:
         self.eot_ids = np.fromiter(eot_ids, dtype=np.int64) if eot_ids else np.zeros(0, dtype=np.int64)
         self.eot_texts = eot_texts
 
-    def derive_batch(self, convs: list[tuple[list[dict], list[dict] | None, list[bool | None]]]) -> list[Derived]:
-        """Derive many conversations: (template messages, tools, per-message train flags) each."""
+    def derive_batch(self, convs: list[tuple]) -> list[Derived]:
+        """Derive many conversations: (template messages, tools, per-message train flags[, document text]) each.
+
+        A given document text (the R1-style turn document, which is no single render) replaces the full
+        render; everything else (prefix renders, end-of-turn search) is derived as for any document.
+        """
         if self.s.prompt_format:
-            return [self._derive_prompt_format(m) for m, _, _ in convs]
+            return [self._derive_prompt_format(c[0]) for c in convs]
         texts: list[str | None] = []
         out: list[Derived] = []
-        convs = [(self.r.template_messages(m), t, f) for m, t, f in convs]
-        for messages, tools, _ in convs:
+        given = [c[3] if len(c) > 3 else None for c in convs]
+        convs = [(self.r.template_messages(c[0]), c[1], c[2]) for c in convs]
+        for (messages, tools, _), text in zip(convs, given, strict=True):
             try:
-                texts.append(self.r.text(messages, tools))
+                texts.append(text if text is not None else self.r.text(messages, tools))
                 out.append(Derived())
             except Exception as err:  # a template raising on one record is a finding, not a crash
                 texts.append(None)
@@ -111,6 +116,12 @@ class MaskDeriver:
             ids = np.asarray(enc.ids, dtype=np.int64)
             offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
             text = texts[i]
+            if given[i] is not None:  # the context is the template's render (its ids are compared); the turn
+                if self.r.needs_sanitize(messages[-1:], None):  # itself must not spell a control token
+                    out[i] = Derived(ids=ids, unproven=["control-token text in a thought-opening turn document"])
+                    continue
+                out[i] = self._derive_one(messages, tools, flags, text, ids, offsets)
+                continue
             if self.r.needs_sanitize(messages, tools):
                 reference = np.asarray(self.r.reference_ids(messages, tools), dtype=np.int64)
                 if not np.array_equal(reference, ids):

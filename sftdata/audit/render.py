@@ -135,10 +135,39 @@ class Renderer:
         except Exception:
             return False
 
+    @cached_property
+    def thought_opener(self) -> str | None:
+        """The think opener that ends the generation prompt of a template that strips every thought
+        (DeepSeek-R1 style, e.g. `<think>\n`), or None."""
+        if self.renders_reasoning:
+            return None
+        try:
+            prompt = self.text([{"role": "user", "content": "q"}], generation=True)
+        except Exception:
+            return None
+        at = prompt.rfind("<think>")
+        return prompt[at:] if at >= 0 and not prompt[at + len("<think>"):].strip() else None
+
+    @staticmethod
+    def lift_think(messages: list[dict]) -> list[dict]:
+        """A reply's leading `<think>...</think>` as its reasoning (Qwen3's own split rule), for templates that
+        render reasoning themselves: the tags then come from the template, as at inference."""
+        out = []
+        for m in messages:
+            content = m.get("content")
+            if (m.get("role") == "assistant" and m.get("reasoning") is None and isinstance(content, str)
+                    and content.lstrip().startswith("<think>") and "</think>" in content):
+                head, _, tail = content.partition("</think>")
+                m = {**m, "content": tail.lstrip("\n"), "reasoning": head.rstrip("\n").split("<think>")[-1].lstrip("\n")}
+            out.append(m)
+        return out
+
     def inline_reasoning(self, messages: list[dict]) -> list[dict]:
         """Messages as the writer hands them to a template with no reasoning slot (`reasoning_field: inline`):
         the reasoning as a leading `<think>\n...\n</think>\n\n` block of the content."""
-        if self.settings.reasoning_field != "inline" or self.renders_reasoning:
+        if self.renders_reasoning:
+            return self.lift_think(messages)
+        if self.settings.reasoning_field != "inline":
             return messages
         out = []
         for m in messages:
@@ -156,12 +185,34 @@ class Renderer:
         flags = [False if i in split_turns else t for i, t in enumerate(train)]
         return self.inline_reasoning(messages), tools, flags
 
-    def turn_input(self, messages: list[dict], tools: list[dict] | None,
-                   k: int) -> tuple[list[dict], list[dict] | None, list[bool | None]]:
+    def turn_input(self, messages: list[dict], tools: list[dict] | None, k: int) -> tuple:
         """What to derive for document `ID#K`: the conversation up to turn k, rendered with k last, only k trained."""
         head = messages[: k + 1]
         flags: list[bool | None] = [(i == k) if m.get("role") == "assistant" else None for i, m in enumerate(head)]
+        if self.thought_opener is not None:
+            *before, last = self.lift_think(head)
+            messages = [*self.inline_reasoning(before), last]
+            return messages, tools, flags, self.opened_turn_text(messages, tools)
         return self.inline_reasoning(head), tools, flags
+
+    def opened_turn_text(self, messages: list[dict], tools: list[dict] | None) -> str | None:
+        """The document of the last turn on a template that strips every thought and opens one in its
+        generation prompt: the prompt, the thought, `</think>`, then the reply as the template renders it
+        (what the model writes at inference). Earlier turns are context, as the writer hands them to the
+        template (reasoning inlined). None when the template does not continue its prompt so."""
+        opener = self.thought_opener or ""
+        *before, last = messages
+        thought = last.get("reasoning")
+        reply = {k: v for k, v in last.items() if k != "reasoning"}
+        try:
+            prompt = self.text(self.template_messages(before), tools, generation=True)
+            rendered = self.text(self.template_messages([*before, reply]), tools)
+        except Exception:
+            return None
+        head = prompt[: len(prompt) - len(opener)]
+        if thought is None or not prompt.endswith(opener) or not rendered.startswith(head):
+            return None
+        return f"{prompt}{thought}\n</think>\n\n{rendered[len(head):]}"
 
     def template_messages(self, messages: list[dict]) -> list[dict]:
         """Record messages as templates expect them: `reasoning` also under the names templates read

@@ -179,7 +179,7 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
         stats.add(view)
         views.append(view)
     summary = summarize(stats, manifest.packing.capacity)
-    check_totals(manifest, summary["totals"], findings)
+    check_totals(manifest, summary["totals"], findings, records_written(views))
     timings["shards_s"] = time.perf_counter() - t
 
     wrong: list[tuple] = []
@@ -220,6 +220,20 @@ SOURCE_CHECKS = (
 """The checks that need the source rows (skipped, and listed as skipped, by the weaker audits)."""
 
 _SPLIT_ID = re.compile(r"(.*)#(\d+)")
+
+
+def records_written(views: list[TokenView]) -> int:
+    """Records the shards hold: documents with a plain id, plus records written only as `ID#K` documents."""
+    plain: list[str] = []
+    split: set[str] = set()
+    for view in views:
+        for doc_id in view.doc_ids:
+            m = _SPLIT_ID.fullmatch(doc_id)
+            if m:
+                split.add(m.group(1))
+            else:
+                plain.append(doc_id)
+    return len(plain) + len(split - set(plain))
 
 
 @dataclass

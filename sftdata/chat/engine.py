@@ -31,7 +31,6 @@ floor; `benchmarks/bench_encode.py` reports the whole-process ratio against `flo
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +46,7 @@ from sftdata.chat.conservation import Haystack, missing_texts
 from sftdata.chat.options import ControlTokens, Masking, MaskOptions, ReasoningField, ReasoningHistory
 from sftdata.chat.spans import Plan, plan_spans
 from sftdata.chat.template import TemplateSource, load_template_source, profile_template
+from sftdata.chat.tokenizer import load_chat_tokenizer, load_tokenizer  # noqa: F401 - load_tokenizer re-exported
 from sftdata.errors import TemplateError
 from sftdata.reasons import Reason
 from sftdata.records import Conversation, Problem, Role, split_think
@@ -90,18 +90,6 @@ CHUNK = 256
 """Records per encode call inside a batch (rendering of the next chunk overlaps encoding of this one)."""
 
 
-@functools.lru_cache(maxsize=8)
-def load_tokenizer(path: str) -> Any:
-    """transformers' `AutoTokenizer.from_pretrained`, once per process: the reference (TRL, comparisons, fallback).
-
-    `ChatEncoder.load` uses `sftdata.chat.tokenizer.load_chat_tokenizer` instead, which needs no transformers
-    for a folder with `tokenizer.json` (the import alone is ~2.5 s of the floor's ~8 s).
-    """
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path)
-
-
 class ChatEncoder:
     """A tokenizer + template + options, ready to encode batches (build it with `ChatEncoder.load`)."""
 
@@ -134,8 +122,6 @@ class ChatEncoder:
 
         A folder with `tokenizer.json` loads without transformers (`sftdata.chat.tokenizer`); others fall back.
         """
-        from sftdata.chat.tokenizer import load_chat_tokenizer
-
         options = options or MaskOptions()
         try:
             tok = load_chat_tokenizer(str(tokenizer))

@@ -43,4 +43,4 @@ class TemplateLimits(BaseModel):
     """Deepest chain of macro, `caller()` and recursive `loop()` calls (default 100)."""
     max_render_seconds: float = Field(default=5.0, gt=0)
     """Wall time one render may take (a record takes one render plus one per trained turn), checked at
-    every call and every 1,024 loop items (default 5 s)."""
+    every call, every loop entry and each item of a loop longer than 64 (default 5 s)."""

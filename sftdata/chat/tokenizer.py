@@ -110,8 +110,6 @@ class ChatTokenizer:
     @functools.cached_property
     def reference(self) -> Any:
         """transformers' `AutoTokenizer` for the same folder (imports transformers: not for the hot path)."""
-        from sftdata.chat.engine import load_tokenizer
-
         return load_tokenizer(self.name_or_path)
 
     def __getattr__(self, name: str) -> Any:
@@ -233,6 +231,19 @@ def _light(path: str) -> ChatTokenizer:
 
 
 @functools.lru_cache(maxsize=8)
+def load_tokenizer(path: str) -> Any:
+    """transformers' `AutoTokenizer.from_pretrained`, once per process: the reference (TRL, comparisons, fallback).
+
+    `ChatEncoder.load` uses `load_chat_tokenizer` instead, which needs no transformers for a folder with
+    `tokenizer.json` (the import alone is ~2.5 s of the floor's ~8 s). Lives here, not in `chat.engine`,
+    so that this module never imports the engine (no import cycle).
+    """
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+@functools.lru_cache(maxsize=8)
 def load_chat_tokenizer(path: str) -> Any:
     """The light `ChatTokenizer` for a local folder with `tokenizer.json`, else transformers' `AutoTokenizer`.
 
@@ -246,6 +257,4 @@ def load_chat_tokenizer(path: str) -> Any:
     except NeedsTransformers as why:
         warnings.warn(f"tokenizer {path}: loading it with transformers ({why}); the ids are the same, the start "
                       "is a few seconds slower", TransformersFallback, stacklevel=2)
-    from sftdata.chat.engine import load_tokenizer
-
     return load_tokenizer(path)

@@ -1,14 +1,17 @@
-"""The stages of `sftdata prepare`, as plain functions over batches (see `sftdata.prepare` for the job).
+"""The steps of `sftdata prepare`, one module each, in the order a record meets them.
 
-    read_rows (sftdata.readers)  ->  validate_records (sftdata.validate)  ->  encode_stage  ->  plan (sftdata.pack)
-        ->  build_rows  ->  ShardWriter (sftdata.shards)
+    read        sftdata.readers (+ sftdata.formats)      raw rows with their source position
+    validate    sftdata.validate                         records or rejects with reason codes
+    encode      pipeline.stages                          render + tokenize + mask + cut -> EncodedBatch
+    (contract)  pipeline.batch                           Batch: every record's outcome, in input order
+    plan        pipeline.plan (+ sftdata.pack)           windows, BFD plan, shuffle, packing figures
+    write       pipeline.write                           rows -> shard parts (ShardWriter)
+    journal     pipeline.journal                         commit, resume, finalize
+    job         pipeline.job                             the loop above, engine-agnostic
+    engines     pipeline.local, pipeline.ray_engine      each supplies a batch source and a part writer
 
-`validate_records` (given the whole `ReadOptions`) and `encode_stage` take and return picklable values only, so the same functions run
-inline, in a spawned process pool (`sftdata.pipeline.pool`) or as Ray Data `map_batches` tasks.
-I/O happens only in `sftdata.prepare` (reading inputs, writing shards, rejects and the manifest).
+`validate_records` (given the whole `ReadOptions`) and `encode_stage` take and return picklable values
+only, so the same functions run inline, in a spawned process pool (`pipeline.pool`) or in Ray Data
+actors (`pipeline.ray_encode`). The public entry point stays `sftdata.prepare.prepare`. This package
+file imports nothing, so importing one step (e.g. the journal) loads only that step.
 """
-
-from sftdata.pipeline.rows import build_rows, shard_slices
-from sftdata.pipeline.stages import EncodedBatch, StageOptions, cut_example, encode_stage
-
-__all__ = ["EncodedBatch", "StageOptions", "build_rows", "cut_example", "encode_stage", "shard_slices"]

@@ -10,8 +10,9 @@ ONE output row per batch:
 - `keys`: int64 (input, row index, n-th record of that row) per outcome, the sort key of input order;
 - `ids`, `labels`: the batch's tokens back to back (int32 bytes) - these stay in Ray's object store
   and go to the shard-writing tasks, never to the driver;
-- `meta`: a pickle of what the driver needs: each outcome (document index or Reject), lengths, doc ids
-  and truncation flags.
+- `meta`: a pickle of what the driver needs: each outcome (`Kept` with its documents, or a `Reject`,
+  from `sftdata.pipeline.batch.outcomes_of`, as the local engine makes them), lengths, doc ids and
+  truncation flags.
 
 Fault injection for the retry test: `crash_marker` (a path) makes the first call in the cluster
 `os._exit` after creating the file; Ray restarts the actor and retries the batch.
@@ -26,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from sftdata.pipeline.ray_read import to_raw_row
 from sftdata.config import ReadOptions
+from sftdata.pipeline.batch import outcomes_of
+from sftdata.pipeline.ray_read import to_raw_row
 from sftdata.pipeline.stages import StageOptions, encode_stage, get_encoder
 from sftdata.records import Record, Reject
 from sftdata.validate import validate_records
@@ -96,20 +98,12 @@ def encode_items(items: list[Record | Reject], inputs: list[int], stage: StageOp
     records = [x for x in items if isinstance(x, Record)]
     encoded = encode_stage(records, stage, encoder)
     keys = np.zeros((len(items), 3), dtype=np.int64)
-    outcomes: list[int | Reject] = []
-    k = 0
     previous: tuple[int, int] | None = None
     sub = 0
     for i, (item, n) in enumerate(zip(items, inputs, strict=True)):
         sub = sub + 1 if previous == (n, item.index) else 0
         previous = (n, item.index)
         keys[i] = (n, item.index, sub)
-        if isinstance(item, Record):
-            doc = encoded.outcome[k]
-            outcomes.append(doc if doc >= 0 else encoded.rejects[k])
-            k += 1
-        else:
-            outcomes.append(item)
-    meta = (outcomes, encoded.lengths, encoded.doc_ids, encoded.truncated)
+    meta = (outcomes_of(items, encoded), encoded.lengths, encoded.doc_ids, encoded.truncated)
     return {"keys": [keys.tobytes()], "ids": [encoded.input_ids.tobytes()], "labels": [encoded.labels.tobytes()],
             "meta": [pickle.dumps(meta, pickle.HIGHEST_PROTOCOL)]}

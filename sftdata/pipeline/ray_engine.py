@@ -1,17 +1,19 @@
-"""`prepare --engine ray`: the local job's stages on Ray Data, writing byte-identical output.
+"""`prepare --engine ray`: a batch source and a part writer for the one job, on Ray Data.
 
     driver: plan read ranges (ray_read), resolve each input's format from its first rows
     Ray Data: read ranges -> map_batches(EncodeRows) in an actor pool (tokenizer loaded once per actor)
               -> one output row per batch: tokens (stay in the object store) + metadata
-    driver: fetch metadata only (outcomes, lengths, doc ids), sort by (input, row), then the local
-            job's own `_merge` / `_flush`: windows, BFD plan, shuffle, rejects, journal, manifest
-    Ray tasks: one per window, `write_parts` (the local function) into DIR.incomplete/
+    driver: fetch metadata only (outcomes, lengths, doc ids), sort by (input, row), regroup into
+            `Batch`es of `chunk_size` outcomes whose tokens are `RemoteTokens` -> the job
+            (`sftdata.pipeline.job`: windows, plan, shuffle, rejects, journal, manifest)
+    Ray tasks: one per window, `write_parts` (the local write step) into DIR.incomplete/
 
-`RayJob` subclasses the local `_Job` and replaces two steps only: where encoded batches come from
-(`encoded`) and where a window's parts are written (`_write_parts`). Everything that decides bytes
-(validation, encoding, cutting, windowing, packing plan, shuffle, row building, shard writing,
-rejects, journal, manifest) is the local engine's code, so identical output is by construction and
-checked by `tests/test_ray_engine.py`.
+`RayEngine` supplies exactly what `LocalEngine` does, a batch source (`batches`, `formats`) and a part
+writer (`write`), and nothing else: everything that decides bytes (validation, encoding, cutting,
+windowing, packing plan, shuffle, row building, shard writing, rejects, journal, manifest) is the
+same code as the local engine's, so identical output is by construction and checked by
+`tests/test_ray_engine.py`. A write task's future completes when its parts are on disk; the job
+commits windows in order as they complete.
 
 Costs and limits, measured on 200k rows (notes/issue-7.md, a 2-core machine shared ~8 ways): the
 central steps are `plan_packs` on lengths (2.8 s per million documents) and the driver's per-record
@@ -31,6 +33,9 @@ import logging
 import os
 import pickle
 import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -39,29 +44,26 @@ from typing import Any
 import numpy as np
 
 from sftdata.errors import ConfigError
-from sftdata.pipeline.journal import PartEntry, WindowEntry
+from sftdata.pipeline.batch import Batch, Kept, Outcome
+from sftdata.pipeline.job import JobSpec, Slice
+from sftdata.pipeline.journal import PartEntry
 from sftdata.pipeline.ray_encode import EncodeRows
 from sftdata.pipeline.ray_read import datasource, plan_ranges
-from sftdata.pipeline.stages import EncodedBatch
-from sftdata.prepare import _Job, write_parts
-from sftdata.records import Record, Reject
+from sftdata.pipeline.write import write_parts
 
 CRASH_ENV = "SFTDATA_RAY_CRASH_ONCE"
 """Tests only: a path; the first encode call in the cluster creates it and kills its worker."""
 
-_DOC = object.__new__(Record)
-"""Stands for an accepted record in a chunk (`_Job._merge` only asks `isinstance(item, Record)`)."""
 
+@dataclass(frozen=True)
+class RemoteTokens:
+    """Where each document of a batch has its tokens: a batch row of an encoded block in the object store."""
 
-@dataclass
-class RemoteBatch(EncodedBatch):
-    """An `EncodedBatch` whose tokens stay in Ray's object store: where each document's tokens are."""
-
-    blocks: np.ndarray | None = None
-    """int64 per document: index of its block in `RayJob.block_refs`."""
-    rows: np.ndarray | None = None
+    blocks: np.ndarray
+    """int64 per document: index of its block in `RayEngine.block_refs`."""
+    rows: np.ndarray
     """int64 per document: row of its batch in that block."""
-    starts: np.ndarray | None = None
+    starts: np.ndarray
     """int64 per document: first token in that batch's arrays."""
 
 
@@ -104,49 +106,34 @@ def _write_window(folder: str, fingerprint: str, window: int, rows_per_shard: in
     return write_parts(Path(folder), fingerprint, window, rows_per_shard, plan, ids_all, labels_all, lengths, doc_ids)
 
 
-class _DeferredJournal:
-    """Holds window commits until their Ray write tasks finish, then commits them in order."""
+class RayEngine:
+    """Encodes on Ray Data and writes each window's parts in a Ray task (see the module docstring).
 
-    def __init__(self, journal: Any) -> None:
-        self.journal = journal
-        self.pending: list[tuple[WindowEntry, Any]] = []
-        self.futures: list[Any] = []
+    Args:
+        spec: the job (`sftdata.pipeline.job.describe`).
+        folder: the run's `OUT.incomplete/` (on storage every node sees).
+        timings: seconds per phase, added to in place.
+    """
 
-    def commit(self, entry: WindowEntry) -> None:
-        """Hold the window (its `shards` still empty) with the write task that `_write_parts` started."""
-        self.pending.append((entry, self.futures.pop(0) if self.futures else None))
+    def __init__(self, spec: JobSpec, folder: Path, timings: Counter[str]) -> None:
+        self.spec, self.config, self.folder, self.timings = spec, spec.config, folder, timings
+        self.inputs = spec.inputs
+        self.block_refs: list[Any] = []
+        self._formats: dict[str, str | None] = {}
+        self.started_ray = False
 
-    def drain(self) -> None:
-        """Wait for each window's parts in order, fill in their figures, commit (crash-safe as local)."""
-        import ray
-
-        for entry, future in self.pending:
-            if future is not None:
-                entry.shards.extend(ray.get(future))  # the same entry object the job's state holds
-            self.journal.commit(entry)
-        self.pending = []
-
-
-class RayJob(_Job):
-    """The local job with encoding on Ray Data and shard parts written by Ray tasks (see module docstring)."""
-
-    def run(self, state: Any, journal: Any) -> Any:
+    def __enter__(self) -> RayEngine:
         self.started_ray = connect(self.config.ray_address)
-        deferred = _DeferredJournal(journal)
-        try:
-            state = super().run(state, deferred)  # type: ignore[arg-type]
-            t = time.perf_counter()
-            deferred.drain()
-            self.timings["write_s"] += time.perf_counter() - t
-        finally:
-            if self.started_ray:
-                import ray
+        return self
 
-                ray.shutdown()
-        return state
+    def __exit__(self, *exc: object) -> None:
+        if self.started_ray:
+            import ray
 
-    # -- where encoded batches come from ------------------------------------------------------------
-    def formats(self) -> list[str | None]:
+            ray.shutdown()
+
+    # -- the batch source ---------------------------------------------------------------------------
+    def detect_formats(self) -> list[str | None]:
         """Each input's format, detected from its first rows exactly as the local `validate_records` does."""
         from sftdata.validate import read_inputs, validate_records
 
@@ -159,16 +146,17 @@ class RayJob(_Job):
         self._formats = dict(zip(self.inputs, found, strict=True))
         return found
 
-    def format_of(self, path: str) -> str:
-        return (getattr(self, "_formats", {}) or {}).get(path) or self.config.read.format
+    def formats(self) -> dict[str, str]:
+        return {path: fmt for path, fmt in self._formats.items() if fmt}
 
-    def encoded(self, skip: int) -> Any:
+    def batches(self, skip: int) -> Iterator[Batch[RemoteTokens]]:
+        """Every outcome after the first `skip`, in input order; encoding runs on Ray Data first."""
         import ray
         import ray.data
 
         c = self.config
         t = time.perf_counter()
-        formats = self.formats()
+        formats = self.detect_formats()
         ranges = plan_ranges(self.inputs, c.read.split, max_row_bytes=c.read.max_row_bytes)
         self.timings["ray_plan_s"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -180,7 +168,8 @@ class RayJob(_Job):
         # read tasks asking for a CPU, a pool as large as the cluster starves them (measured: a hang).
         dataset = ray.data.read_datasource(datasource(ranges), num_cpus=0,
                                            override_num_blocks=len(ranges)).map_batches(
-            EncodeRows, fn_constructor_args=(self.inputs, formats, c.read, self.stage, os.environ.get(CRASH_ENV)),
+            EncodeRows, fn_constructor_args=(self.inputs, formats, c.read, self.spec.stage,
+                                             os.environ.get(CRASH_ENV)),
             batch_size=c.chunk_size, compute=ray.data.ActorPoolStrategy(size=actors))
         self.block_refs = dataset.to_arrow_refs()
         self.timings["ray_encode_s"] += time.perf_counter() - t
@@ -191,10 +180,10 @@ class RayJob(_Job):
         self.timings["ray_collect_s"] += time.perf_counter() - t
         yield from batches
 
-    def _ordered(self, metas: list[list[tuple[bytes, bytes]]], skip: int) -> Any:
-        """Every outcome in input order (after `skip`), regrouped into chunks of `chunk_size`."""
+    def _ordered(self, metas: list[list[tuple[bytes, bytes]]], skip: int) -> Iterator[Batch[RemoteTokens]]:
+        """Every outcome in input order (after `skip`), regrouped into batches of `chunk_size` outcomes."""
         keys: list[np.ndarray] = []
-        outcomes: list[int | Reject] = []
+        outcomes: list[Outcome] = []
         batch_of: list[int] = []
         batch_docs: list[list[tuple[int, int, int, int, str, bool]]] = []
         for b, rows in enumerate(metas):
@@ -210,42 +199,40 @@ class RayJob(_Job):
         order = np.lexsort((all_keys[:, 2], all_keys[:, 1], all_keys[:, 0]))
         items = islice(order.tolist(), skip, None)
         while chosen := list(islice(items, self.config.chunk_size)):
-            chunk: list[Any] = []
-            picked = []
+            regrouped: list[Outcome] = []
+            picked: list[tuple[int, int, int, int, str, bool]] = []
             for i in chosen:
                 outcome = outcomes[i]
-                if isinstance(outcome, Reject):
-                    chunk.append(outcome)
+                if isinstance(outcome, Kept):  # renumber its documents within the regrouped batch
+                    docs = batch_docs[batch_of[i]]
+                    regrouped.append(Kept(range(len(picked), len(picked) + len(outcome.docs)), outcome.counts))
+                    picked.extend(docs[d] for d in outcome.docs)
                 else:
-                    chunk.append(_DOC)
-                    picked.append(batch_docs[batch_of[i]][outcome])
-            yield chunk, RemoteBatch(
-                input_ids=np.zeros(0, dtype=np.int32), labels=np.zeros(0, dtype=np.int32),
-                lengths=np.array([p[3] for p in picked], dtype=np.int32), doc_ids=[p[4] for p in picked],
-                truncated=[p[5] for p in picked], outcome=list(range(len(picked))),
-                blocks=np.array([p[0] for p in picked], dtype=np.int64),
-                rows=np.array([p[1] for p in picked], dtype=np.int64),
-                starts=np.array([p[2] for p in picked], dtype=np.int64))
+                    regrouped.append(outcome)
+            yield Batch(
+                outcomes=regrouped, lengths=np.array([p[3] for p in picked], dtype=np.int32),
+                doc_ids=[p[4] for p in picked], truncated=[p[5] for p in picked],
+                tokens=RemoteTokens(blocks=np.array([p[0] for p in picked], dtype=np.int64),
+                                    rows=np.array([p[1] for p in picked], dtype=np.int64),
+                                    starts=np.array([p[2] for p in picked], dtype=np.int64)))
 
-    # -- where a window's parts are written ---------------------------------------------------------
-    def _flush(self, final: bool) -> None:
-        self._open_parts = self.window.parts  # where the window's tokens are (the local job drops the window)
-        super()._flush(final)
-
-    def _write_parts(self, plan: list[list[int]], ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
-                     doc_ids: list[str]) -> list[PartEntry]:
+    # -- the part writer ----------------------------------------------------------------------------
+    def write(self, window: int, plan: list[list[int]], slices: list[Slice[RemoteTokens]], lengths: np.ndarray,
+              doc_ids: list[str]) -> Future[list[PartEntry]]:
+        """Start a Ray task that gathers the window's tokens from the object store and writes its parts."""
         import ray
 
         if not plan:
-            return []
-        parts = self._open_parts
-        blocks = np.concatenate([b.blocks[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
-        rows = np.concatenate([b.rows[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
-        starts = np.concatenate([b.starts[lo:hi] for b, lo, hi in parts])  # type: ignore[attr-defined]
+            done: Future[list[PartEntry]] = Future()
+            done.set_result([])
+            return done
+        blocks = np.concatenate([b.tokens.blocks[lo:hi] for b, lo, hi in slices])
+        rows = np.concatenate([b.tokens.rows[lo:hi] for b, lo, hi in slices])
+        starts = np.concatenate([b.tokens.starts[lo:hi] for b, lo, hi in slices])
+        slices.clear()
         used, arg = np.unique(blocks, return_inverse=True)
         where = np.stack([arg.astype(np.int64), rows, starts], axis=1)
         task = ray.remote(_write_window)
-        future = task.remote(str(self.folder), self.fingerprint, self.window_index, self.config.rows_per_shard,
-                             plan, where, lengths, doc_ids, *[self.block_refs[u] for u in used.tolist()])
-        self.journal.futures.append(future)  # type: ignore[attr-defined]
-        return []  # filled in by `_DeferredJournal.drain` once the task is done
+        ref = task.remote(str(self.folder), self.spec.fingerprint, window, self.config.rows_per_shard, plan, where,
+                          lengths, doc_ids, *[self.block_refs[u] for u in used.tolist()])
+        return ref.future()

@@ -51,7 +51,8 @@ class EncodedBatch:
     input_ids: np.ndarray
     """int32, every document's ids back to back."""
     labels: np.ndarray
-    """int32, aligned with `input_ids`; -100 where not supervised; each document's first label is -100."""
+    """int32, aligned with `input_ids`; -100 where not supervised (a document's first label is set to -100 by
+    `sftdata.pipeline.write.build_rows`, the step that sees where documents start in a row)."""
     lengths: np.ndarray
     """int32 tokens per document."""
     doc_ids: list[str]
@@ -163,7 +164,6 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
     if ids_parts:  # labels for the whole batch in one step (a per-document np.where costs ~5% of encoding)
         ids = np.concatenate(ids_parts).astype(np.int32, copy=False)
         supervised = np.concatenate(sup_parts)
-        supervised[np.concatenate([[0], np.cumsum(lens[:-1], dtype=np.int64)])] = False  # first label -100
         labels = np.where(supervised, ids, IGNORE_INDEX).astype(np.int32)
     else:
         ids = labels = np.zeros(0, dtype=np.int32)
@@ -184,7 +184,7 @@ def _cut_documents(docs: tuple[Example, ...], options: StageOptions) -> list[Exa
         cut = cut_example(doc, options.max_length, options.too_long)
         if isinstance(cut, Problem):
             return cut
-        if not cut.supervised[1:].any():  # the first token is never supervised (below): not the only one
+        if not cut.supervised[1:].any():  # the first label becomes -100 (`build_rows`): it cannot be the only one
             return Problem(Reason.no_supervised_tokens, "no token is in the loss after masking")
         out.append(cut)
     return out
