@@ -374,8 +374,11 @@ def profile_child(args: argparse.Namespace) -> None:
     import sftdata.chat.engine as engine
     import sftdata.chat.tokenizer as light
 
-    loader = engine.load_tokenizer if args.loader == "transformers" else light.load_chat_tokenizer
-    light.load_chat_tokenizer = clock.wrap("tokenizer load", loader)
+    reference = getattr(light, "load_tokenizer", None) or engine.load_tokenizer
+    loader = clock.wrap("tokenizer load", reference if args.loader == "transformers" else light.load_chat_tokenizer)
+    for module in (light, engine):  # the engine may hold its own reference to the loader
+        if hasattr(module, "load_chat_tokenizer"):
+            module.load_chat_tokenizer = loader
     original_init = engine.ChatEncoder.__init__
 
     def init(self, tokenizer, *a, **k) -> None:  # noqa: ANN001, ANN002, ANN003
@@ -397,17 +400,17 @@ def profile_child(args: argparse.Namespace) -> None:
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._finish", "mask")
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._finish_marked", "mask")
     _patch(clock, "sftdata.pipeline.stages", "encode_stage", "labels")
-    _patch(clock, "sftdata.prepare", "_Job._write_reject", "rejects")
-    _patch(clock, "sftdata.prepare", "plan_packs", "pack")
-    _patch(clock, "sftdata.prepare", "shuffle_rows", "pack")
-    _patch(clock, "sftdata.prepare", "build_rows", "build rows")
-    _patch(clock, "sftdata.shards", "ShardWriter.write_batch", "write")
-    _patch(clock, "sftdata.shards", "ShardWriter.close", "write")
-    _patch(clock, "sftdata.prepare", "input_sha256", "hash")
-    _patch(clock, "sftdata.prepare", "tokenizer_files", "hash")
-    _patch(clock, "sftdata.prepare", "fingerprint", "hash")
+    _patch(clock, "sftdata.pipeline.job", "Job._reject", "rejects")
+    _patch(clock, "sftdata.pipeline.plan", "plan_packs", "pack")
+    _patch(clock, "sftdata.pipeline.plan", "shuffle_rows", "pack")
+    _patch(clock, "sftdata.pipeline.write", "build_rows", "build rows")
+    _patch(clock, "sftdata.pipeline.write", "ShardWriter.write_batch", "write")
+    _patch(clock, "sftdata.pipeline.write", "ShardWriter.close", "write")
+    _patch(clock, "sftdata.pipeline.job", "input_sha256", "hash")
+    _patch(clock, "sftdata.pipeline.job", "tokenizer_files", "hash")
+    _patch(clock, "sftdata.pipeline.job", "fingerprint", "hash")
     _patch(clock, "sftdata.pipeline.journal", "Journal.commit", "journal")
-    _patch(clock, "sftdata.prepare", "_Job.manifest", "manifest")
+    _patch(clock, "sftdata.pipeline.job", "manifest_of", "manifest")
     _patch(clock, "sftdata.prepare", "finalize", "manifest")
     config = PipelineConfig(tokenizer=args.tokenizer, max_length=args.max_length,
                             workers=int(args.workers) if args.workers.isdigit() else args.workers)

@@ -1,7 +1,7 @@
 """Packing plans from lengths alone: best-fit decreasing (BFD), whole-dataset or windowed.
 
 `plan_packs(lengths, capacity)` is a pure function on integers: it says which documents share a row,
-nothing more; materialising rows is a separate step (`sftdata.pipeline.rows`). That split is what
+nothing more; materialising rows is a separate step (`sftdata.pipeline.write.build_rows`). That split is what
 makes the plan testable in one line and cheap to compute centrally when encoding runs elsewhere.
 
 Algorithm. Documents are taken longest first; each goes into the open row whose free space is the

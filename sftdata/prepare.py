@@ -164,7 +164,7 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
         else:
             engine = LocalEngine(spec, folder, timings)
         with engine:
-            state = Job(spec, folder, engine, engine.write, timings, on_progress).run(state, journal)
+            state = Job(spec, folder, engine, engine.write, state, journal, timings, on_progress).run()
     manifest = manifest_of(spec, state)
     finalize(folder, out, state, manifest.to_json_text())
     timings["total_s"] = time.perf_counter() - start

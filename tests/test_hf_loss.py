@@ -105,7 +105,7 @@ def test_trl_takes_the_rows_as_they_are(folder, tmp_path):
         assert torch.equal(batch[key], ours[key]), key
 
 
-@pytest.mark.slow  # ~20 s: 12 steps with TRL and 12 with Trainer on 2 shared cores
+@pytest.mark.slow  # 12 steps with TRL and 12 with Trainer: ~20 s on 2 idle cores, ~2 min when shared
 def test_trl_and_trainer_train_with_a_finite_falling_loss(folder, tmp_path):
     from transformers import Trainer, TrainingArguments
 

@@ -50,7 +50,7 @@ def test_readme_has_three_examples_of_about_ten_lines():
     assert all(len(b.strip().splitlines()) <= 14 for b in blocks)
 
 
-@pytest.mark.slow  # ~30 s on 2 shared cores: three trainers of a tiny model, 2 steps each
+@pytest.mark.slow  # three trainers of a tiny model, 2 steps each: ~30 s idle, ~2 min on shared cores
 def test_readme_examples_run(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     trl_example, trainer_example, plain_example = examples()

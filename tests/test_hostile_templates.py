@@ -104,7 +104,8 @@ def test_each_bomb_stops_at_its_named_limit_quickly_and_small(name):
     result = run_capped(RUN_BOMB, bomb + CHATML_TEMPLATE, "{}")
     assert result.get("limit") == limit, result
     assert f"(limit `{limit}`)" in result["message"] and "template line 1" in result["message"]
-    assert result["seconds"] < 10 and time.perf_counter() - started < 30
+    budget = 15 if limit == "max_render_seconds" else 5  # the clock limit is 10 s by default
+    assert result["seconds"] < budget and time.perf_counter() - started < 30
     assert result["peak_mib"] < 1024, result
 
 
@@ -114,7 +115,7 @@ def test_limits_are_configurable_both_ways():
     fine = run_capped(RUN_BOMB, "{% set s = 'a' * 1000 %}" + CHATML_TEMPLATE, json.dumps({"max_string_chars": 1000}))
     assert fine["rendered"] > 0
     quick = run_capped(RUN_BOMB, BOMBS["nested_loops"][0] + CHATML_TEMPLATE, json.dumps({"max_render_seconds": 0.2}))
-    assert quick["limit"] == "max_render_seconds" and quick["seconds"] < 2
+    assert quick["limit"] == "max_render_seconds" and quick["seconds"] < 3
     # past Python's own recursion limit, the depth limit is still what is reported
     deep = run_capped(RUN_BOMB, BOMBS["deep_recursion"][0] + CHATML_TEMPLATE, json.dumps({"max_call_depth": 100000}))
     assert deep["limit"] == "max_call_depth" and "recursion limit" in deep["message"]

@@ -33,8 +33,10 @@ feedback loop (a value built from itself), so both are checked, without a hook o
   `for` loop checks the clock on entry, and before each item of an iterable longer than 64. Python's own
   recursion limit, if reached first, is reported as `max_call_depth`.
 
-Measured on Qwen2.5's template, 20k bench conversations: the checks cost about 1 % of the render time
-(renders are ~20 % of `prepare`, so ~0.2 % of `prepare`); see notes/issue-15.md.
+Cost, measured with `benchmarks/bench_template_bounds.py` (4,000 bench conversations, the engine's full and
+prefix renders, CPU medians of 5 alternating runs against the plain sandbox with the old output count):
+1.015x the render time on Qwen2.5's template, within noise (0.97-1.10x) on Llama 3.1's. Renders are a
+part of `prepare`, so the bounds cost it well under 1 %.
 
 Calling the compiled template directly instead of `apply_chat_template` halves the render cost
 (measured 1.5 s vs 2.8 s for 20k conversations on Qwen2.5): no per-call template lookup, message

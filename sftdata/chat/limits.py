@@ -3,11 +3,13 @@
 Chat templates are code downloaded with a model; Jinja's sandbox stops them reaching Python internals
 but not from building a gigabyte string (`'a' * 10**9`), doubling one in a loop or a recursive macro, or
 looping 10**10 times. `sftdata.chat.jinja_env` enforces these limits inside the sandbox (see its module
-docstring for where each one is checked). The defaults sit far above every real template: on the 179
-fixture templates (`benchmarks/template_survey.py --limits`) the largest string any of them builds is a
-few kB, the longest loop a few dozen items, the deepest call chain a handful of macros, the slowest render
-a few ms. With the defaults, every hostile case in `tests/test_hostile_templates.py` stops in well under a
-second, below ~0.6 GiB of peak memory for the process.
+docstring for where each one is checked). The defaults sit far above every real template: over the 179
+fixture templates, on the survey conversations plus a 100-turn one (`benchmarks/template_survey.py
+--limits`), the largest string built is 64.5 k characters (1/1000 of the default), the largest stored
+value 500 items, the longest `range` 100, the deepest call chain 4, the longest output 73 k characters,
+the slowest render 0.05 s of CPU (Gemma 4's template is quadratic in the turns: 2.5 s at 800 turns). With
+the defaults every hostile case in `tests/test_hostile_templates.py` stops in under a second (the clock
+cases at 10 s) below 300 MiB of peak memory for the whole process.
 
 A limit hit while the template is probed (before any record) is a `TemplateError` (exit 2) naming the
 limit and the construct; on one record it is a reject with reason `template_limit` naming the limit.
@@ -41,6 +43,7 @@ class TemplateLimits(BaseModel):
     """Largest integer a template may compute, in bits (`**`, `*`; default 1 Mi bits)."""
     max_call_depth: int = Field(default=100, ge=1)
     """Deepest chain of macro, `caller()` and recursive `loop()` calls (default 100)."""
-    max_render_seconds: float = Field(default=5.0, gt=0)
+    max_render_seconds: float = Field(default=10.0, gt=0)
     """Wall time one render may take (a record takes one render plus one per trained turn), checked at
-    every call, every loop entry and each item of a loop longer than 64 (default 5 s)."""
+    every call, every loop entry and each item of a loop longer than 64 (default 10 s; some published
+    templates are quadratic in the turns: Gemma 4's takes 2.5 s of CPU for an 800-message conversation)."""

@@ -157,13 +157,12 @@ class IsolationCheck(_trainer_callback_base()):
     """
 
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        from datasets import Dataset
+
         from sftdata.hf.folder import documents_per_row
 
-        packed = True
         data = getattr(train_dataloader, "dataset", None)
-        if data is not None and hasattr(data, "data"):
-            most = documents_per_row(data)
-            packed = most != 1
+        packed = documents_per_row(data) != 1 if isinstance(data, Dataset) else True
         if model is not None:
             guard(model, packed=packed)
         return control

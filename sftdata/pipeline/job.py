@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -123,15 +123,13 @@ def describe(inputs: list[str], config: PipelineConfig, encoder_factory: str | N
 
 
 @dataclass
-class Totals:
-    """Running totals of the run so far (a resume starts from the last commit's)."""
+class Totals(Progress):
+    """Running totals of the run so far (a resume starts from the last commit's); the progress callback's value."""
 
-    rows_in: int = 0
-    rejected: int = 0
-    docs_written: int = 0
-    tokens: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    """Reject counts by reason code."""
     conservation: Counter[str] = field(default_factory=Counter)
+    """What the manifest counts for kept records (`allowed_drop.KIND`, `split_docs`, ...)."""
 
     @classmethod
     def after(cls, state: JournalState) -> Totals:
@@ -139,12 +137,8 @@ class Totals:
         last = state.last
         if last is None:
             return cls()
-        return cls(rows_in=last.next_row, rejected=last.rejected, docs_written=last.docs_written,
-                   tokens=sum(w.tokens for w in state.windows), reasons=Counter(last.reasons),
-                   conservation=Counter(last.conservation))
-
-    def progress(self) -> Progress:
-        return Progress(rows_in=self.rows_in, docs=self.docs_written, tokens=self.tokens, rejected=self.rejected)
+        return cls(rows_in=last.next_row, docs=last.docs_written, tokens=sum(w.tokens for w in state.windows),
+                   rejected=last.rejected, reasons=Counter(last.reasons), conservation=Counter(last.conservation))
 
 
 @dataclass
@@ -173,39 +167,41 @@ class Job(Generic[T]):
         folder: the run's `OUT.incomplete/`.
         source: the engine's batch source.
         write: the engine's part writer.
+        state: what the journal has committed (empty for a fresh run).
+        journal: the run's journal.
         timings: seconds per phase, added to in place.
-        on_progress: called with running totals after every batch.
+        on_progress: called with the running totals after every batch.
     """
 
     def __init__(self, spec: JobSpec, folder: Path, source: BatchSource[T], write: PartWriter[T],
-                 timings: Counter[str], on_progress: Callable[[Progress], None] | None = None) -> None:
+                 state: JournalState, journal: Journal, timings: Counter[str],
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
         self.spec, self.config, self.folder = spec, spec.config, folder
         self.source, self.write = source, write
-        self.timings, self.on_progress = timings, on_progress
-
-    def run(self, state: JournalState, journal: Journal) -> JournalState:
-        """Consume the source from the committed position, commit every window, mark the journal done."""
         self.state, self.journal = state, journal
+        self.timings, self.on_progress = timings, on_progress
         self.totals = Totals.after(state)
         self.cutter = WindowCutter(self.config.pack_window)
         self.window: Window[T] = Window()
         self.pending: list[tuple[WindowEntry, Future[list[PartEntry]]]] = []
-        self.rejects: BinaryIO = open(self.folder / REJECTS_NAME, "ab")  # noqa: SIM115 - closed below
-        try:
+        """Closed windows handed to the writer, not yet committed (in window order)."""
+
+    def run(self) -> JournalState:
+        """Consume the source from the committed position, commit every window, mark the journal done."""
+        state = self.state
+        with open(self.folder / REJECTS_NAME, "ab") as self.rejects:
             for batch in self.source.batches(state.next_row):
                 fault_point("encode")
                 self._take(batch)
                 if self.on_progress:
-                    self.on_progress(self.totals.progress())
+                    self.on_progress(self.totals)
             self._close_window(final=True)
-        finally:
-            self.rejects.close()
         t = time.perf_counter()
         self._commit(wait=True)
         self.timings["write_s"] += time.perf_counter() - t
         formats = self.source.formats()
         state.formats = {p: formats.get(p) or self.config.read.format for p in self.spec.inputs}
-        journal.mark_done(state.formats)
+        self.journal.mark_done(state.formats)
         state.done = True
         return state
 
@@ -227,7 +223,7 @@ class Job(Generic[T]):
             if run_lo is None:
                 run_lo = docs.start
             self.totals.rows_in += 1
-            self.totals.docs_written += len(docs)
+            self.totals.docs += len(docs)
             self.totals.tokens += int(batch.lengths[docs.start:docs.stop].sum())
             self.totals.conservation.update(outcome.counts)
         if run_lo is not None:
@@ -259,7 +255,7 @@ class Job(Generic[T]):
         self.timings["write_s"] += time.perf_counter() - t
         entry = WindowEntry(
             window=index, next_row=totals.rows_in, rejects_offset=self.rejects.tell(), rejected=totals.rejected,
-            docs_written=totals.docs_written, reasons=dict(sorted(totals.reasons.items())), rows=len(plan),
+            docs_written=totals.docs, reasons=dict(sorted(totals.reasons.items())), rows=len(plan),
             tokens=int(lengths.sum()), shards=[],
             truncated_docs=[d for d, cut in zip(doc_ids, truncated, strict=True) if cut],
             conservation=dict(sorted(totals.conservation.items())),
