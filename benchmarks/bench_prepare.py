@@ -399,7 +399,7 @@ def profile_child(args: argparse.Namespace) -> None:
     _patch(clock, "sftdata.chat.engine", "plan_spans", "span planning")
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._finish", "mask")
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._finish_marked", "mask")
-    _patch(clock, "sftdata.pipeline.stages", "encode_stage", "labels")
+    _patch(clock, "sftdata.pipeline.encode", "encode_stage", "labels")
     _patch(clock, "sftdata.pipeline.job", "Job._reject", "rejects")
     _patch(clock, "sftdata.pipeline.plan", "plan_packs", "pack")
     _patch(clock, "sftdata.pipeline.plan", "shuffle_rows", "pack")

@@ -115,11 +115,11 @@ def main() -> None:
             cmd = [sys.executable, "-m", "sftdata", "prepare", str(row), "-t", args.tokenizer, "--workers", "1",
                    "--chat-template", str(tmp / f"{slug}.jinja"), "-o", str(tmp / f"out-{slug}")]
         # a fresh interpreter per case, so that RUSAGE_CHILDREN's maximum is this case's own
-        res = json.loads(subprocess.run(
-            [sys.executable, "-c", "import json,sys;sys.path.insert(0,%r);import hostile_inputs as h;"
-             "print(json.dumps(h.run_case(json.loads(sys.argv[1]), json.loads(sys.argv[2]), %d, %f)))"
-             % (str(Path(__file__).parent), cap, args.timeout), json.dumps(cmd), json.dumps(env)],
-            capture_output=True, text=True, check=True).stdout)
+        runner = (f"import json,sys;sys.path.insert(0,{str(Path(__file__).parent)!r});import hostile_inputs as h;"
+                  f"print(json.dumps(h.run_case(json.loads(sys.argv[1]), json.loads(sys.argv[2]), {cap}, "
+                  f"{args.timeout})))")
+        res = json.loads(subprocess.run([sys.executable, "-c", runner, json.dumps(cmd), json.dumps(env)],
+                                        capture_output=True, text=True, check=True).stdout)
         res["peak_rss_mib"] = round(res.pop("peak_rss_kib_so_far") / 1024)
         print(json.dumps({"case": name, **res}), flush=True)
 

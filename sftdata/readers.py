@@ -8,7 +8,7 @@ Formats and how they are read (all streamed; nothing holds a row longer than `ma
 
 | input | reader | memory |
 |---|---|---|
-| `.jsonl`, `.ndjson`, `.jsonl.gz` | binary `readline(max_row_bytes + 1)`, strict UTF-8 decode, `json.loads` | one line |
+| `.jsonl`, `.ndjson`, `.jsonl.gz` | binary `readline(max_row_bytes + 2)`, strict UTF-8, `json.loads` | one line |
 | `.json` array up to `max_row_bytes` (and `JSON_WHOLE_LIMIT`) | whole-file `json.loads` | the file |
 | larger `.json` / `.json.gz` array | chunked `JSONDecoder.raw_decode`, one element at a time | one element |
 | `.json` holding JSON lines | detected from "Extra data" after the first object, then read as JSONL | one line |

@@ -97,7 +97,8 @@ def run_capped(code: str, *args: str, timeout: float = 60) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", sorted(BOMBS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if BOMBS[n][1] == "max_render_seconds"
+                                  else n for n in sorted(BOMBS)])  # the clock cases take the default 10 s
 def test_each_bomb_stops_at_its_named_limit_quickly_and_small(name):
     bomb, limit = BOMBS[name]
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
     read        sftdata.readers (+ sftdata.formats)      raw rows with their source position
     validate    sftdata.validate                         records or rejects with reason codes
-    encode      pipeline.stages                          render + tokenize + mask + cut -> EncodedBatch
+    encode      pipeline.encode                          render + tokenize + mask + cut -> EncodedBatch
     (contract)  pipeline.batch                           Batch: every record's outcome, in input order
     plan        pipeline.plan (+ sftdata.pack)           windows, BFD plan, shuffle, packing figures
     write       pipeline.write                           rows -> shard parts (ShardWriter)

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from sftdata.pipeline.stages import EncodedBatch
+from sftdata.pipeline.encode import EncodedBatch
 from sftdata.records import Record, Reject
 
 T = TypeVar("T")

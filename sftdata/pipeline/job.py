@@ -44,7 +44,7 @@ from sftdata.pack import WindowCutter
 from sftdata.pipeline.batch import Batch, Kept
 from sftdata.pipeline.journal import Journal, JournalHeader, JournalState, PartEntry, WindowEntry, final_shard_names
 from sftdata.pipeline.plan import packing, plan_window
-from sftdata.pipeline.stages import StageOptions, get_encoder
+from sftdata.pipeline.encode import StageOptions, get_encoder
 from sftdata.records import Reject
 from sftdata.rejects import reject_line
 

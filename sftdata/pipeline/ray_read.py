@@ -26,9 +26,9 @@ sorts outcomes by (input, index) later.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -1,6 +1,6 @@
-"""Validate and encode stages: records in, compact token arrays and rejects out.
+"""The encode step: validated records in, compact token arrays and encode rejects out (`encode_stage`).
 
-Both are pure functions of their inputs plus the (cached, per process) encoder, so a batch gives
+`encode_stage` is a pure function of its inputs plus the (cached, per process) encoder, so a batch gives
 the same result in the main process, a spawned worker or a Ray task. Results are columnar
 (`EncodedBatch`: one flat int32 array of ids and one of labels for all documents of the batch,
 8 bytes per token) rather than one `Example` per document: that is what keeps a 32k-document
