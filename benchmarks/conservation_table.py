@@ -12,6 +12,7 @@ as an allowed or context drop. `--sample 0` runs every record. Prints a Markdown
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections import Counter
@@ -72,13 +73,20 @@ def missing_in_documents(enc, conv, result) -> list[str]:
     return lost
 
 
+@functools.cache
+def _encoder(name: str):
+    """One encoder per fixture tokenizer for the whole process (the test calls `table` once per dataset)."""
+    from sftdata.chat.engine import ChatEncoder
+
+    return ChatEncoder.load(SHARED / "tokenizers" / name)
+
+
 def table(datasets: list[str], tokenizers: list[str], sample: int) -> list[dict]:
     """One row per (dataset, tokenizer): records, documents written, split documents, rejects, missing."""
-    from sftdata.chat.engine import ChatEncoder
     from sftdata.tokens import documents_of
 
     out = []
-    encoders = {t: ChatEncoder.load(SHARED / "tokenizers" / t) for t in tokenizers}
+    encoders = {t: _encoder(t) for t in tokenizers}
     for name in datasets:
         convs = load_records(name, sample)
         for tok, enc in encoders.items():

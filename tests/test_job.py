@@ -19,10 +19,10 @@ import numpy as np
 from sftdata.config import PipelineConfig
 from sftdata.manifest import REJECTS_NAME
 from sftdata.pipeline.batch import Batch, Kept, Outcome
+from sftdata.pipeline.encode import StageOptions
 from sftdata.pipeline.job import Job, JobSpec, Slice
 from sftdata.pipeline.journal import Journal, JournalHeader, JournalState, PartEntry
 from sftdata.pipeline.ray_engine import RayEngine
-from sftdata.pipeline.encode import StageOptions
 from sftdata.reasons import Reason
 from sftdata.records import Problem, Reject
 

@@ -165,14 +165,35 @@ def record_texts(conv: Conversation) -> Iterator[Text | tuple[str, list[str], st
 
 
 def missing_texts(conv: Conversation, doc: Haystack) -> list[Text]:
-    """The record's texts (reasoning aside) that `doc` lacks; [] when everything is there."""
+    """The record's texts (reasoning aside) that `doc` lacks; [] when everything is there.
+
+    Plain messages (no name, no tool calls) take a fast path: one `in` per content, and a `Text` (with its
+    path string) is only built for a text that fails it; the general walk (`record_texts`) runs only for
+    records with names, tool calls or tool definitions.
+    """
+    text = doc.text
     missing: list[Text] = []
+    general = conv.tools is not None
+    for i, m in enumerate(conv.messages):
+        if m.name is not None or m.tool_calls:
+            general = True
+            break
+        content = m.content
+        if content in text:
+            continue
+        if m.role is Role.assistant and "<think>" in content:
+            content = split_think(content)[0]
+        if content.strip() and not doc.has(content):
+            missing.append(Text("system" if m.role is Role.system else "content", content, f"messages[{i}].content"))
+    if not general:
+        return missing
+    missing = []
     for item in record_texts(conv):
         if isinstance(item, Text):
             if not doc.has(item.text):
                 missing.append(item)
         else:
             kind, forms, path = item
-            if not any(f in doc.text for f in forms):
+            if not any(f in text for f in forms):
                 missing.append(Text(kind, forms[0], path))
     return missing

@@ -310,6 +310,8 @@ class ChatEncoder:
                           counts: dict[str, int]) -> list[int] | Problem:
         """Turns whose thought the full render loses and that need their own document (updates `trained`)."""
         splits: list[int] = []
+        if not any("reasoning_content" in m for m in view):  # the common case: no thought anywhere
+            return splits
         last = max((i for i, m in enumerate(view) if m.get("role") == "assistant"), default=-1)
         history = self.options.reasoning_history
         for i, m in enumerate(view):

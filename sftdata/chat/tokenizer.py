@@ -27,8 +27,9 @@ special-token maps, added tokens, templates, backends and ids equal to `AutoToke
 
 What the engine does not need (`apply_chat_template`, `decode`, ...) is transformers' own: the first such
 attribute access loads `AutoTokenizer` for the same folder (`reference`). Tests, `inspect` and the audit's
-comparisons use that; `prepare` never does. Load time of the light path: Qwen2.5 0.25 s vs 0.9 s for
-`AutoTokenizer.from_pretrained` after the 2.5 s import (2-core machine).
+comparisons use that; `prepare` never does. Measured in the 20k-row profile (Qwen2.5, busy 2-core machine,
+thread CPU): loading takes 1.0-1.3 s here (nearly all of it `Tokenizer.from_file`, which holds the GIL) vs
+5.3 s for importing transformers and `AutoTokenizer.from_pretrained`; the run's peak RSS drops 523 -> 316 MB.
 """
 
 from __future__ import annotations

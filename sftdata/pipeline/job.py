@@ -42,9 +42,9 @@ from sftdata.fingerprint import fingerprint, input_sha256, tokenizer_files
 from sftdata.manifest import REJECTS_NAME, Counts, InputFile, Manifest, ShardInfo, TokenizerInfo, conservation_counts
 from sftdata.pack import WindowCutter
 from sftdata.pipeline.batch import Batch, Kept
+from sftdata.pipeline.encode import StageOptions, get_encoder
 from sftdata.pipeline.journal import Journal, JournalHeader, JournalState, PartEntry, WindowEntry, final_shard_names
 from sftdata.pipeline.plan import packing, plan_window
-from sftdata.pipeline.encode import StageOptions, get_encoder
 from sftdata.records import Reject
 from sftdata.rejects import reject_line
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from sftdata.config import ReadOptions
 from sftdata.pipeline.batch import outcomes_of
-from sftdata.pipeline.ray_read import to_raw_row
 from sftdata.pipeline.encode import StageOptions, encode_stage, get_encoder
+from sftdata.pipeline.ray_read import to_raw_row
 from sftdata.records import Record, Reject
 from sftdata.validate import validate_records
 
