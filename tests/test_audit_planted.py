@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import build_test_tokenizer
+from typer.testing import CliRunner
 
 from sftdata.audit import audit_prepared
 from sftdata.cli import app

@@ -199,10 +199,12 @@ def _option_inputs(folder: Path) -> dict[str, list[str]]:
 
 
 OPTION_SETS = {
-    # read: format named, max_chars and max_row_bytes low; mask: masking last, no eot, control tokens rejected, a date
+    # read: format named, max_chars and max_row_bytes low; mask: masking last, no eot, control tokens rejected,
+    # a date
     "format+max_chars+max_row_bytes+last+no_eot+reject_control": (
         "example", {"format": "messages", "max_chars": 300, "max_row_bytes": 900,
-                    "mask": {"masking": "last", "train_eot": False, "control_tokens": "reject", "date": "01 Jan 2025"}}),
+                    "mask": {"masking": "last", "train_eot": False, "control_tokens": "reject",
+                             "date": "01 Jan 2025"}}),
     # read: OASST top paths; mask: masking all, reasoning not trained, reasoning field rejected
     "oasst_top+all+no_reasoning": (
         "oasst", {"oasst_paths": "top", "mask": {"masking": "all", "train_reasoning": False,
@@ -222,8 +224,8 @@ OPTION_SETS = {
 @pytest.mark.slow
 def test_every_read_and_mask_option_ray_equals_local_and_the_audit_passes(local_ray, tmp_path: Path) -> None:
     from sftdata.audit import audit_prepared
-    from sftdata.config import ReadOptions, resolve_config
     from sftdata.chat.options import MaskOptions
+    from sftdata.config import ReadOptions, resolve_config
 
     given = _option_inputs(tmp_path)
     covered_read: set[str] = set()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sftdata.config import ReadOptions
 from sftdata.errors import InputError
 from sftdata.formats import FORMATS
 from sftdata.formats.base import FormatOptions
@@ -23,7 +24,6 @@ from sftdata.readers import parse_line
 from sftdata.reasons import Reason
 from sftdata.records import Reject, parse_conversation
 from sftdata.rejects import RejectLine, reject_line
-from sftdata.config import ReadOptions
 from sftdata.validate import count_records
 
 MAX_CHARS = 200

@@ -134,5 +134,4 @@ def _dataset_rows(path: Path, split: str) -> Iterator[tuple[int, dict[str, Any]]
     ds = datasets.load_from_disk(str(path))
     if isinstance(ds, datasets.DatasetDict):
         ds = ds[split]
-    for index, value in enumerate(ds):
-        yield index, value
+    yield from enumerate(ds)

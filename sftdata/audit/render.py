@@ -158,7 +158,8 @@ class Renderer:
             if (m.get("role") == "assistant" and m.get("reasoning") is None and isinstance(content, str)
                     and content.lstrip().startswith("<think>") and "</think>" in content):
                 head, _, tail = content.partition("</think>")
-                m = {**m, "content": tail.lstrip("\n"), "reasoning": head.rstrip("\n").split("<think>")[-1].lstrip("\n")}
+                thought = head.rstrip("\n").split("<think>")[-1].lstrip("\n")
+                m = {**m, "content": tail.lstrip("\n"), "reasoning": thought}
             out.append(m)
         return out
 
