@@ -4,7 +4,8 @@
 
 Times `ChatEncoder.encode_batch` over the corpus (render + conservation + spans + batch encode) and, inside
 the same run, the time spent in the conservation check itself (`missing_texts`, the located view and the
-reasoning check), by wrapping those three functions. `prepare` also reads, validates, packs and writes, so the share of a whole
+reasoning check), by wrapping those three functions. `prepare` also reads, validates, packs and writes, so
+the share of a whole
 `prepare` is smaller than the share printed here (an upper bound).
 """
 

@@ -24,7 +24,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 DATASETS = {
     "alpaca_en": "llama_factory/alpaca_en_demo.json", "alpaca_zh": "llama_factory/alpaca_zh_demo.json",
-    "glaive_en": "llama_factory/glaive_toolcall_en_demo.json", "glaive_zh": "llama_factory/glaive_toolcall_zh_demo.json",
+    "glaive_en": "llama_factory/glaive_toolcall_en_demo.json",
+    "glaive_zh": "llama_factory/glaive_toolcall_zh_demo.json",
     "v1_sft": "llama_factory/v1_sft_demo.jsonl", "reason_tool_use": "llama_factory/reason_tool_use_demo_50.jsonl",
     "identity": "llama_factory/identity.json", "fastchat": "fastchat/dummy_conversation.json",
     "oasst": "oasst/en_100_tree.jsonl",
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         p.name for p in (SHARED / "tokenizers").iterdir())
     datasets = args.datasets.split(",") if args.datasets else list(DATASETS)
     rows = table(datasets, tokenizers, args.sample)
-    print("| dataset | tokenizer | records | docs written (of which ID#K) | rejected by reason | docs with text missing |")
+    print("| dataset | tokenizer | records | docs written (of which ID#K) | rejected by reason "
+          "| docs with text missing |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         rejected = ", ".join(f"{k} {v}" for k, v in r["rejected"].items()) or "-"

@@ -179,7 +179,8 @@ def test_tools_on_templates_without_tool_support(name):
 @pytest.mark.parametrize("name", ["mistral-7b-instruct-v0.3", "phi-3-mini-instruct"])
 def test_system_prompt_drop_is_named(name):
     conv = parse_conversation({"messages": [{"role": "system", "content": "Answer in French."},
-                                            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "salut"}]})
+                                            {"role": "user", "content": "hi"},
+                                            {"role": "assistant", "content": "salut"}]})
     [rej] = encoder(name).encode_batch([conv])
     assert rej[0].code is Reason.template_drops_system
     assert "--allow-drop system" in rej[0].message

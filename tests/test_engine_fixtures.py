@@ -17,10 +17,10 @@ import pytest
 from conftest import DATASETS, TOKENIZER_NAMES, requires_shared
 
 from sftdata.chat.compare import supervised_runs
+from sftdata.chat.conservation import Haystack, missing_texts
 from sftdata.chat.engine import ChatEncoder
 from sftdata.chat.options import MaskOptions
 from sftdata.reasons import Reason
-from sftdata.chat.conservation import Haystack, missing_texts
 from sftdata.records import Conversation, Record, Role, thought_of
 from sftdata.tokens import Encoded
 

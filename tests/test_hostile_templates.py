@@ -122,6 +122,17 @@ def test_limits_are_configurable_both_ways():
     assert deep["limit"] == "max_call_depth" and "recursion limit" in deep["message"]
 
 
+def test_containers_returned_by_calls_are_weighed_once_each():
+    """`.items()` makes fresh tuples on every iteration: the weigher must still end (it once looped forever)."""
+    from sftdata.chat.jinja_env import compile_template, render
+
+    template = compile_template("{% set it = tools[0].items() %}{{ it|list }}{% for k, v in tools[0].items() %}"
+                                "{{ k }}={{ v }};{% endfor %}{{ dict(a=tools).items()|list|length }}")
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}]
+    out = render(template, {**template.globals, "tools": tools})
+    assert out.startswith("[('name', 'f'), ('parameters',") and "name=f;" in out and out.endswith("1")
+
+
 def test_the_construct_and_line_are_named():
     from sftdata.chat.jinja_env import TemplateLimitError, compile_template, render
 

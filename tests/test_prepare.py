@@ -151,7 +151,9 @@ def test_shards_are_readable_by_datasets_and_polars(corpus: Path, tmp_path: Path
     assert pl.read_ipc_stream(path).height == m.shards[0].rows
 
 
-def test_byte_identical_across_runs_folders_workers_chunks_and_windows(corpus: Path, tmp_path: Path) -> None:
+def test_byte_identical_across_runs_folders_workers_chunks_and_windows(corpus: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFTDATA_CPUS", "3")  # workers=2 is a real pool even on 2 cores (capped at cores - 1)
     reference = run(corpus, tmp_path / "a", pack_window=100, rows_per_shard=20)
     assert len(reference.manifest.shards) > 3  # several windows, several shards each
     expected = folder_bytes(tmp_path / "a")
@@ -217,7 +219,8 @@ KILL_SCRIPT = textwrap.dedent("""
 def _run_child(corpus: Path, out: Path, crash_at: str | None, resume: bool, workers: int = 1) -> int:
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), corpus=str(corpus), out=str(out),
                                 resume=resume, factory=FACTORY, workers=workers)
-    env = {**os.environ, "SFTDATA_CRASH_AT": crash_at or "", "SFTDATA_TEST_MARK": str(out)}
+    env = {**os.environ, "SFTDATA_CRASH_AT": crash_at or "", "SFTDATA_TEST_MARK": str(out),
+           "SFTDATA_CPUS": "3"}  # workers=2 is a real pool even on 2 cores (counts are capped at cores - 1)
     return subprocess.run([sys.executable, "-c", script], env=env, timeout=120).returncode
 
 

@@ -59,7 +59,8 @@ def test_documents_are_exactly_the_template_ids(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_workers_give_the_same_bytes_with_the_real_engine(tmp_path: Path) -> None:
+def test_workers_give_the_same_bytes_with_the_real_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFTDATA_CPUS", "3")  # a real pool of 2 even on 2 cores (counts are capped at cores - 1)
     a = prepare([str(EXAMPLE)], tmp_path / "a", _config(chunk_size=16))
     b = prepare([str(EXAMPLE)], tmp_path / "b", _config(chunk_size=16, workers=2))
     for name in sorted(p.name for p in a.out.iterdir()):
@@ -84,7 +85,8 @@ def _children(pid: int) -> list[int]:
 def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path) -> None:
     corpus = tmp_path / "big.jsonl"
     corpus.write_text(EXAMPLE.read_text(encoding="utf-8") * 40, encoding="utf-8")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "true"}  # the setting that deadlocks forked pools
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "true",  # the setting that deadlocks forked pools
+           "SFTDATA_CPUS": "3"}  # a real pool of 2 even on 2 cores (counts are capped at cores - 1)
     proc = subprocess.Popen([sys.executable, "-m", "sftdata", "prepare", str(corpus), "--tokenizer", str(TOKENIZER),
                              "--out", str(tmp_path / "out"), "--workers", "2", "--max-length", "1024"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

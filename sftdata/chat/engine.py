@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from sftdata.chat import control
-from sftdata.chat.jinja_env import TemplateLimitError, compile_template, render
 from sftdata.chat.conservation import Haystack, missing_texts
+from sftdata.chat.jinja_env import TemplateLimitError, compile_template, render
 from sftdata.chat.options import ControlTokens, Masking, MaskOptions, ReasoningField, ReasoningHistory
 from sftdata.chat.spans import Plan, plan_spans
 from sftdata.chat.template import TemplateSource, load_template_source, profile_template
@@ -170,7 +170,8 @@ class ChatEncoder:
             elif profile.reasoning_slot and m["role"] == "assistant" and "<think>" in m.get("content", ""):
                 answer, thought = split_think(m["content"])
                 if thought is not None:
-                    m = {**m, "content": answer, "reasoning": thought, "thinking": thought, "reasoning_content": thought}
+                    m = {**m, "content": answer, "reasoning": thought, "thinking": thought,
+                         "reasoning_content": thought}
             if self.profile.string_arguments and m.get("tool_calls"):
                 m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.dumps(
                     c["function"].get("arguments", {}), ensure_ascii=False)}} for c in m["tool_calls"]]

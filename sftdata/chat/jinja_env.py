@@ -184,15 +184,18 @@ def _weigh(value: Any, limits: TemplateLimits, construct: str, times: int = 1) -
     """
     max_chars, max_items, max_bits = limits.max_string_chars, limits.max_items, limits.max_int_bits
     memo: dict[int, tuple[int, int]] = {}
+    seen: dict[int, Any] = {}  # id -> its kids, computed once (a dict view makes fresh item tuples each time)
     stack = [value]
     while stack:
         v = stack[-1]
-        kids = _kids(v)
-        if kids is None:
-            stack.pop()
-            continue
         key = id(v)
         if key in memo:
+            stack.pop()
+            continue
+        kids = seen.get(key)
+        if kids is None:
+            kids = seen[key] = _kids(v)
+        if kids is None:
             stack.pop()
             continue
         types = set(map(type, kids))
