@@ -69,3 +69,9 @@ def shared_tokenizer_path():
         return path
 
     return get
+
+
+# This process's own high-water RSS. Not `ru_maxrss`: a child started by vfork+exec inherits its parent's
+# peak there, so under a large pytest process every child would read as that large.
+PEAK_MIB = ("def peak_mib(): return int(next(line for line in open('/proc/self/status') "
+            "if line.startswith('VmHWM')).split()[1]) / 1024")

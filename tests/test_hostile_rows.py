@@ -15,6 +15,7 @@ import pytest
 
 from sftdata.readers import RawRow, read_rows
 from sftdata.reasons import Reason
+from tests.conftest import PEAK_MIB
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
@@ -62,12 +63,13 @@ def test_a_gigabyte_line_in_a_small_gzip_is_skipped_under_a_memory_ceiling(tmp_p
     code = textwrap.dedent(f"""
         import json, resource, time
         resource.setrlimit(resource.RLIMIT_AS, ({ceiling}, {ceiling}))
+        {PEAK_MIB}
         from sftdata.readers import read_rows
         start = time.perf_counter()
         rows = [(r.index, r.data is not None, r.problem and r.problem.code.value, r.problem and r.problem.message)
                 for r in read_rows({str(path)!r})]
         print(json.dumps({{"rows": rows, "s": time.perf_counter() - start,
-                          "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                          "peak_mib": peak_mib()}}))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHATML_TEMPLATE, TOKENIZERS, requires_shared
+from tests.conftest import CHATML_TEMPLATE, PEAK_MIB, TOKENIZERS, requires_shared
 
 CEILING = 2 * 2**30
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +72,7 @@ BOMBS = {  # name -> (template code run before a ChatML template, the limit it m
 RUN_BOMB = textwrap.dedent("""
     import json, resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, ({ceiling}, {ceiling}))
+    {peak}
     from sftdata.chat.jinja_env import TemplateLimitError, compile_template, render
     from sftdata.chat.limits import TemplateLimits
     start = time.perf_counter()
@@ -84,9 +85,9 @@ RUN_BOMB = textwrap.dedent("""
     except TemplateLimitError as err:
         result = {{"limit": err.limit, "message": str(err)}}
     result["seconds"] = time.perf_counter() - start
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_mib"] = peak_mib()
     print(json.dumps(result))
-""").format(ceiling=CEILING)
+""").format(ceiling=CEILING, peak=PEAK_MIB)
 
 
 def run_capped(code: str, *args: str, timeout: float = 60) -> dict:

@@ -514,6 +514,9 @@ def _token_range(char_to_token: Any, start: int, end: int) -> tuple[int, int] | 
             break
     if first is None or last is None:
         return None
+    after = char_to_token(end)  # a character split over several byte tokens maps to its first: take them all
+    if after is not None and after > last + 1:
+        last = after - 1
     return first, last + 1
 
 
