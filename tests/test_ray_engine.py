@@ -205,10 +205,12 @@ OPTION_SETS = {
         "example", {"format": "messages", "max_chars": 300, "max_row_bytes": 900,
                     "mask": {"masking": "last", "train_eot": False, "control_tokens": "reject",
                              "date": "01 Jan 2025"}}),
-    # read: OASST top paths; mask: masking all, reasoning not trained, reasoning field rejected
-    "oasst_top+all+no_reasoning": (
+    # read: OASST top paths; mask: masking all, reasoning not trained, reasoning field rejected, tighter
+    # template limits (still far above what these templates use)
+    "oasst_top+all+no_reasoning+limits": (
         "oasst", {"oasst_paths": "top", "mask": {"masking": "all", "train_reasoning": False,
-                                                 "reasoning_field": "reject"}}),
+                                                 "reasoning_field": "reject",
+                                                 "template_limits": {"max_items": 100_000, "max_call_depth": 50}}}),
     # read: a column map; mask: template file, template kwargs, allowed drops, reasoning history last
     "column_map+template+kwargs+allow_drop": (
         "dolly", {"column_map": {"context": "input", "response": "output"},
