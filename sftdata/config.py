@@ -118,7 +118,7 @@ class PipelineConfig(BaseModel):
     workers: Annotated[Annotated[int, Field(ge=1)] | Literal["auto"], BeforeValidator(_auto_or_count)] = "auto"
     """Processes that render and tokenize: `auto` (default) = cores minus one for the main process, and a
     number is capped the same way (`SFTDATA_CPUS` overrides the cores); 1 encodes in the main process, which
-    is what 2 cores get (see `sftdata.pipeline.pool`)."""
+    is what 2 cores get (see `sftdata.pool`)."""
     chunk_size: int = Field(default=512, ge=1)
     """Records sent to a worker at once."""
     engine: Engine = Engine.local

@@ -24,7 +24,7 @@ from conftest import ROOT, TOKENIZER_NAMES, TOKENIZERS, requires_shared
 from sftdata.chat.tokenizer import ChatTokenizer, TransformersFallback, load_chat_tokenizer
 from sftdata.config import PipelineConfig
 from sftdata.errors import ConfigError
-from sftdata.pipeline.pool import CPUS_ENV, cpu_count, ordered_map, resolve_workers, tokenizer_threads
+from sftdata.pool import CPUS_ENV, cpu_count, ordered_map, resolve_workers, tokenizer_threads
 
 DEMO = ROOT / "sftdata" / "data" / "tokenizer"
 EXAMPLE = ROOT / "sftdata" / "data" / "example.jsonl"

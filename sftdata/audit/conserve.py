@@ -22,7 +22,6 @@ search per text (the documents of one record are a few kB).
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,20 +34,18 @@ from sftdata.audit.tables import TokenView
 CHECK = ("conservation", "every text of each raw row is in its record's documents (normalised)")
 ALLOWED = ("conservation_allowed_drop", "texts missing from the documents by a drop the manifest allows")
 SHOWN_CHARS = 120
-_SPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """NFC, runs of whitespace collapsed to one space, ends stripped."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    """NFC, runs of whitespace collapsed to one space, ends stripped (`str.split` splits on the same
+    Unicode whitespace as the regex `\\s+`, several times faster)."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def _forms(text: str) -> tuple[str, ...]:
-    """The normalised text and its JSON-escaped spellings (as `tojson` prints strings)."""
-    plain = normalise(text)
-    escaped = normalise(json.dumps(text, ensure_ascii=False)[1:-1])
-    ascii_escaped = normalise(json.dumps(text)[1:-1])
-    return tuple(dict.fromkeys((plain, escaped, ascii_escaped)))
+def _escaped_forms(text: str) -> tuple[str, ...]:
+    """The JSON-escaped spellings of a text (as `tojson` prints strings), normalised; only looked for when
+    the plain text is not found (tool schemas and arguments)."""
+    return (normalise(json.dumps(text, ensure_ascii=False)[1:-1]), normalise(json.dumps(text)[1:-1]))
 
 
 @dataclass
@@ -95,7 +92,7 @@ class Conservation:
         seqs = []
         for v, d in places:
             ids, _ = self.views[v].doc_tokens(d)
-            seqs.append([int(x) for x in ids])
+            seqs.append(ids.tolist())
         texts = self.tokenizer.backend_tokenizer.decode_batch(seqs, skip_special_tokens=False) if seqs else []
         decoded = dict(zip(places, (normalise(t) for t in texts), strict=True))
         for row, docs in rows:
@@ -110,12 +107,12 @@ class Conservation:
             last_turn = assistants[-1] if assistants else None
             self.findings.check(*CHECK, len(row.leaves))
             for leaf in row.leaves:
-                forms = _forms(leaf.text)
-                if not forms[0] or any(f in joined for f in forms):
+                plain = normalise(leaf.text)
+                if not plain or plain in joined or any(f in joined for f in _escaped_forms(leaf.text)):
                     continue
                 view = self.views[docs[0][0]]
                 doc_id = view.doc_ids[docs[0][1]]
-                shown = forms[0][:SHOWN_CHARS] + ("…" if len(forms[0]) > SHOWN_CHARS else "")
+                shown = plain[:SHOWN_CHARS] + ("…" if len(plain) > SHOWN_CHARS else "")
                 if self.policy.allows(leaf, last_turn):
                     self.allowed[leaf.kind] += 1
                     self.findings.check(*ALLOWED, 1, Severity.warning)

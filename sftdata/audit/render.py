@@ -22,6 +22,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from sftdata.audit.bounds import bounded
+
 DATE_FORMATS = ("%d %b %Y", "%Y-%m-%d", "%d %B %Y")
 MARK_START, MARK_END = "\U000f0000", "\U000f0001"
 """The private-use markers transformers puts around control-token text in messages when sanitizing."""
@@ -97,6 +99,10 @@ class Renderer:
         self.settings = settings
         self.template = settings.chat_template or getattr(tokenizer, "chat_template", None)
         self.kwargs = {**settings.template_kwargs, **pinned_date_kwargs(settings.date)}
+
+    def settle(self) -> None:
+        """Make the few renders every record relies on now (under the caller's bounds), not lazily later."""
+        _ = self.string_arguments, self.renders_reasoning, self.thought_opener
 
     @cached_property
     def added_tokens(self) -> tuple[str, ...]:
@@ -231,14 +237,16 @@ class Renderer:
         return out
 
     def text(self, messages: list[dict], tools: list[dict] | None = None, generation: bool = False) -> str:
-        """The rendered text (raises whatever the template raises)."""
-        return self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=False,
-                                            add_generation_prompt=generation, **self.kwargs)
+        """The rendered text (raises whatever the template raises, or `AuditBoundError` past a bound)."""
+        with bounded():
+            return self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=False,
+                                                add_generation_prompt=generation, **self.kwargs)
 
     def reference_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Hugging Face's own ids for a conversation, exactly as `apply_chat_template(tokenize=True)` gives them."""
-        out = self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=True,
-                                           sanitize_control_tokens=self.settings.sanitize, **self.kwargs)
+        with bounded():
+            out = self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=True,
+                                               sanitize_control_tokens=self.settings.sanitize, **self.kwargs)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
     @cached_property
@@ -269,8 +277,9 @@ class Renderer:
         from transformers.utils.chat_template_utils import mark_control_tokens
 
         marked = mark_control_tokens(messages, self.control_pattern)
-        text = self.tok.apply_chat_template(marked, tools=mark_control_tokens(tools, self.control_pattern),
-                                            chat_template=self.template, tokenize=False, **self.kwargs)
+        with bounded():
+            text = self.tok.apply_chat_template(marked, tools=mark_control_tokens(tools, self.control_pattern),
+                                                chat_template=self.template, tokenize=False, **self.kwargs)
         tokens = "|".join(map(re.escape, sorted((t for t in self.added_tokens if t), key=len, reverse=True)))
         pieces = re.split(f"{MARK_START}({tokens}){MARK_END}|[{MARK_START}{MARK_END}]", text)
         backend = self.tok.backend_tokenizer

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -31,13 +32,14 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from sftdata.audit.bounds import DEFAULT_RENDER_SECONDS, bound_this_process, bounded_for_now
 from sftdata.audit.compare import compare_document
 from sftdata.audit.conserve import Conservation, DropPolicy
 from sftdata.audit.findings import Finding, Findings, Severity
 from sftdata.audit.integrity import check_files, check_metadata, check_shard_counts, check_totals
 from sftdata.audit.invariants import TokenRules, check_view
 from sftdata.audit.probes import ProbeResult, run_probes
-from sftdata.audit.rederive import MaskDeriver
+from sftdata.audit.rederive import Derived, MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
 from sftdata.audit.sources import available_inputs, rejected_positions, resolve_input, source_rows
 from sftdata.audit.stats import StatsAccumulator, summarize
@@ -45,6 +47,7 @@ from sftdata.audit.tables import TokenView, shard_view
 from sftdata.audit.tokens import special_ids, token_namer, token_pieces
 from sftdata.errors import InputError
 from sftdata.manifest import FORMAT_VERSION, MANIFEST_NAME, REJECTS_NAME, Manifest
+from sftdata.pool import cpu_count, forked_map
 
 BATCH = 1024
 WRONG_SHOWN = 3
@@ -158,7 +161,15 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     check_tokenizer_files(tokenizer or manifest.tokenizer.path, folder, manifest, findings)
     settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
     renderer = Renderer(tok, settings)
-    probes = run_probes(renderer)
+    with bounded_for_now(render_seconds(manifest)) as tripped:  # the main process renders only here
+        probes = run_probes(renderer)
+        renderer.settle()
+    findings.check("template_bounds", "the chat template renders its probe conversations within the audit's "
+                   "memory and time bounds", 1)
+    if tripped:  # as `prepare` refuses such a template before any record, the audit renders no record with it
+        findings.fail(Finding("template_bounds", Severity.error, f"the chat template went past the audit's "
+                              f"bounds on its probe conversations: {tripped[0]}", expected="a bounded render",
+                              found=f"{len(tripped)} render(s) stopped"))
     rules = make_rules(tok, settings, probes, set(manifest.truncated_docs))
     timings["setup_s"] = time.perf_counter() - t0
 
@@ -187,6 +198,9 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     if shards_only:
         for name, why in SOURCE_CHECKS:
             findings.skip(name, why, "--shards-only: the source rows were not read")
+    elif tripped:
+        for name, why in SOURCE_CHECKS:
+            findings.skip(name, why, "the chat template went past the audit's bounds (see template_bounds)")
     else:
         t = time.perf_counter()
         inputs = available_inputs(manifest, folder, findings)
@@ -273,26 +287,18 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
     seen: set[tuple[int, int]] = set()
     missing: list[Any] = []
     rejected = rejected_positions(folder / REJECTS_NAME)
-    rows = source_rows(manifest, inputs, findings)
-    while chunk := list(islice(rows, BATCH)):
-        jobs: list[tuple[int, Any, list[tuple[int, int]], str]] = []  # (row in chunk, record, places, doc id)
-        todo = []
-        for r, row in enumerate(chunk):
-            for record in row.records:
-                places = index.full.get(record.doc_id, [])
-                splits = sorted(index.split.get(record.doc_id, ()))
-                if not places and not splits:
-                    if (record.source, record.index) not in rejected:
-                        missing.append(record)
-                    continue
-                split_turns = {k for k, _, _ in splits}
-                if places:
-                    todo.append(renderer.document_input(record.messages, record.tools, record.train, split_turns))
-                    jobs.append((r, record, places, record.doc_id))
-                for k, v, d in splits:
-                    todo.append(renderer.turn_input(record.messages, record.tools, k))
-                    jobs.append((r, record, [(v, d)], f"{record.doc_id}#{k}"))
-        derived = deriver.derive_batch(todo) if todo else []
+    planned: deque[tuple[list, list]] = deque()  # (chunk, jobs) of each batch in the workers, in order
+
+    def batches() -> Iterator[list[tuple]]:
+        rows = source_rows(manifest, inputs, findings)
+        while chunk := list(islice(rows, BATCH)):
+            jobs, todo = _plan(chunk, index, renderer, rejected, missing)
+            planned.append((chunk, jobs))
+            yield todo
+
+    bounds = (deriver, render_seconds(manifest))
+    for derived in forked_map(_derive, batches(), cpu_count(), _start_worker, bounds):
+        chunk, jobs = planned.popleft()
         row_docs: list[list[tuple[int, int]]] = [[] for _ in chunk]
         paired = []
         for (r, record, places, doc_id), result in zip(jobs, derived, strict=True):
@@ -331,6 +337,53 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
                               found=view.doc_ids[d]),
                       count=len(extra) if i == 0 else 0)
     return wrong, dict(conservation.allowed)
+
+
+def render_seconds(manifest: Manifest) -> float:
+    """The clock on each of the audit's renders: the writer's own `template_limits.max_render_seconds`."""
+    mask = manifest.options.get("mask")
+    limits = (mask.get("template_limits") if isinstance(mask, dict) else None) or {}
+    return float(limits.get("max_render_seconds", DEFAULT_RENDER_SECONDS))
+
+
+def _plan(chunk: list, index: DocIndex, renderer: Renderer, rejected: set, missing: list[Any]
+          ) -> tuple[list[tuple[int, Any, list[tuple[int, int]], str]], list[tuple]]:
+    """The documents to re-derive for a batch of raw rows: (row in chunk, record, places, doc id) and the
+    deriver's input for each. A record with no stored document and no reject is added to `missing`."""
+    jobs: list[tuple[int, Any, list[tuple[int, int]], str]] = []
+    todo: list[tuple] = []
+    for r, row in enumerate(chunk):
+        for record in row.records:
+            places = index.full.get(record.doc_id, [])
+            splits = sorted(index.split.get(record.doc_id, ()))
+            if not places and not splits:
+                if (record.source, record.index) not in rejected:
+                    missing.append(record)
+                continue
+            split_turns = {k for k, _, _ in splits}
+            if places:
+                todo.append(renderer.document_input(record.messages, record.tools, record.train, split_turns))
+                jobs.append((r, record, places, record.doc_id))
+            for k, v, d in splits:
+                todo.append(renderer.turn_input(record.messages, record.tools, k))
+                jobs.append((r, record, [(v, d)], f"{record.doc_id}#{k}"))
+    return jobs, todo
+
+
+_deriver: MaskDeriver | None = None  # in a worker: inherited from the parent by fork
+
+
+def _start_worker(deriver: MaskDeriver, render_seconds: float) -> None:
+    """In each forked worker, before its first batch: the deriver, and the bounds on its renders."""
+    global _deriver
+    _deriver = deriver
+    bound_this_process(render_seconds)
+
+
+def _derive(todo: list[tuple]) -> list[Derived]:
+    """Re-derive one batch in a worker (the parent pairs, compares and checks conservation meanwhile)."""
+    assert _deriver is not None
+    return _deriver.derive_batch(todo) if todo else []
 
 
 def summarize_rejects(path: Path) -> dict[str, Any]:

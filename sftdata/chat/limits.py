@@ -13,8 +13,8 @@ cases at 10 s) below 300 MiB of peak memory for the whole process.
 
 A limit hit while the template is probed (before any record) is a `TemplateError` (exit 2) naming the
 limit and the construct; on one record it is a reject with reason `template_limit` naming the limit.
-The audit renders with transformers' own environment and can reuse this model to bound it from
-outside (a worker with `max_render_seconds` and a memory cap derived from `max_string_chars`).
+The audit renders with transformers' own environment and bounds it from outside
+(`sftdata.audit.bounds`: forked workers with an address-space ceiling and `max_render_seconds` per render).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
     engines     pipeline.local, pipeline.ray_engine      each supplies a batch source and a part writer
 
 `validate_records` (given the whole `ReadOptions`) and `encode_stage` take and return picklable values
-only, so the same functions run inline, in a spawned process pool (`pipeline.pool`) or in Ray Data
+only, so the same functions run inline, in a spawned process pool (`sftdata.pool`) or in Ray Data
 actors (`pipeline.ray_encode`). The public entry point stays `sftdata.prepare.prepare`. This package
 file imports nothing, so importing one step (e.g. the journal) loads only that step.
 """
