@@ -48,7 +48,7 @@ QWEN25_05B = {
 }
 """Qwen/Qwen2.5-0.5B-Instruct's config.json (shape only; weights are random)."""
 
-WHEELS = ["pydantic==2.*", "pydantic-core", "annotated-types", "typing-inspection", "ijson", "polars",
+WHEELS = ["pydantic==2.*", "pydantic-core", "annotated-types", "typing-inspection", "polars",
           "trl==1.16.*", "datasets", "dill", "multiprocess", "pyarrow"]
 """What the GPU machine lacks (its image has torch, transformers, pyarrow, rich, typer, pyyaml, jinja2)."""
 

@@ -20,6 +20,7 @@ from pydantic_core import PydanticKnownError
 
 from sftdata.chat.options import MaskOptions
 from sftdata.errors import ConfigError
+from sftdata.readers import DEFAULT_MAX_ROW_BYTES
 from sftdata.records import MAX_FIELD_CHARS
 
 RUN_ONLY_FIELDS = frozenset({"workers", "chunk_size", "tokenizer", "engine", "ray_address"})
@@ -47,8 +48,6 @@ class TooLong(StrEnum):
     `max_length` is rejected with `prompt_too_long`."""
 
 
-MAX_ROW_BYTES = 32 * 2**20
-"""Default largest input row in bytes (32 MiB): a longer line is rejected unread instead of parsed."""
 
 READ_FIELDS = ("format", "column_map", "split", "oasst_paths", "max_chars", "max_row_bytes")
 """Fields of `ReadOptions`; as top-level keys of a pipeline config (the layout before `read:`) they
@@ -71,7 +70,7 @@ class ReadOptions(BaseModel):
     """OpenAssistant trees: every root-to-leaf path, or only the top-ranked one."""
     max_chars: int = Field(default=MAX_FIELD_CHARS, ge=1)
     """Largest text field in characters; a longer one rejects its record as `oversize_field`."""
-    max_row_bytes: int = Field(default=MAX_ROW_BYTES, ge=1)
+    max_row_bytes: int = Field(default=DEFAULT_MAX_ROW_BYTES, ge=1)
     """Largest input row in bytes (default 32 MiB); a longer row is rejected without being parsed."""
 
 

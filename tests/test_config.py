@@ -51,9 +51,10 @@ def test_unreadable_or_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_read_options_are_one_typed_set_and_the_old_top_level_keys_still_work(tmp_path: Path) -> None:
-    from sftdata.config import MAX_ROW_BYTES, ReadOptions
+    from sftdata.config import ReadOptions
+    from sftdata.readers import DEFAULT_MAX_ROW_BYTES
 
-    assert ReadOptions().max_row_bytes == MAX_ROW_BYTES == 32 * 2**20
+    assert ReadOptions().max_row_bytes == DEFAULT_MAX_ROW_BYTES == 32 * 2**20
     old = tmp_path / "old.yaml"
     old.write_text("format: oasst\noasst_paths: top\ncolumn_map: {context: input}\nmax_length: 64\n")
     new = tmp_path / "new.yaml"

@@ -59,7 +59,7 @@ def test_json_array_object_and_json_lines_in_a_json_file(tmp_path):
     assert list(read_rows(str(tmp_path / "e.json"))) == []
 
 
-def test_large_json_arrays_stream_with_ijson(tmp_path, monkeypatch):
+def test_large_json_arrays_stream_element_by_element(tmp_path, monkeypatch):
     (tmp_path / "a.json").write_text(json.dumps(ROWS + [{"x": 1.5}]))
     monkeypatch.setattr(readers, "JSON_WHOLE_LIMIT", 10)
     rows = list(read_rows(str(tmp_path / "a.json")))
