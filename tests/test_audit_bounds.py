@@ -8,17 +8,21 @@ template the writer never ran (an edited manifest here, or an audit with another
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CHATML_TEMPLATE, build_test_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-ROWS = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
-        for i in range(6)] + [{"messages": [{"role": "user", "content": "BOOM"}, {"role": "assistant", "content": "ok"}]}]
+ROWS = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in [*((f"question {i}", f"answer {i}") for i in range(6)), ("BOOM", "ok")]]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -121,3 +125,14 @@ def test_a_template_that_never_ends_stops_at_the_clock_in_the_probes(tmp_path):
     assert result["errors"][0].startswith("the chat template went past the audit's bounds on its probe "
                                           "conversations: a render took more than 0.5 s"), result["errors"]
     assert "ids_match" in result["skipped"]  # no record is rendered with a template that failed its probes
+
+
+def test_a_worker_killed_from_outside_ends_the_audit_with_a_clear_error(tmp_path, monkeypatch):
+    from sftdata.audit import audit_prepared
+    from sftdata.audit.rederive import MaskDeriver
+    from sftdata.errors import SftdataError
+
+    folder = _prepared(tmp_path)
+    monkeypatch.setattr(MaskDeriver, "derive_batch", lambda self, todo: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(SftdataError, match=r"an audit worker process died .* \(SFTDATA_CPUS=1 runs one\)"):
+        audit_prepared(folder, sample=0)

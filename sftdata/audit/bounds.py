@@ -97,6 +97,8 @@ def _on_alarm(_signum: int, _frame: object) -> None:
 @contextmanager
 def bounded() -> Iterator[None]:
     """One render under the bounds: past the clock or out of memory, `AuditBoundError` names the bound."""
+    if _tripped:  # inside `bounded_for_now` a template past a bound once is not run again (each try could
+        raise AuditBoundError(f"not rendered: {_tripped[0]}")  # take the whole clock)
     timed = _clock_seconds is not None and threading.current_thread() is threading.main_thread()
     if timed:
         previous = signal.signal(signal.SIGALRM, _on_alarm)

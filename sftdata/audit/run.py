@@ -24,6 +24,7 @@ import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -45,9 +46,9 @@ from sftdata.audit.sources import available_inputs, rejected_positions, resolve_
 from sftdata.audit.stats import StatsAccumulator, summarize
 from sftdata.audit.tables import TokenView, shard_view
 from sftdata.audit.tokens import special_ids, token_namer, token_pieces
-from sftdata.errors import InputError
+from sftdata.errors import InputError, SftdataError
 from sftdata.manifest import FORMAT_VERSION, MANIFEST_NAME, REJECTS_NAME, Manifest
-from sftdata.pool import cpu_count, forked_map
+from sftdata.pool import CPUS_ENV, cpu_count, forked_map
 
 BATCH = 1024
 WRONG_SHOWN = 3
@@ -297,7 +298,7 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
             yield todo
 
     bounds = (deriver, render_seconds(manifest))
-    for derived in forked_map(_derive, batches(), cpu_count(), _start_worker, bounds):
+    for derived in _derived(forked_map(_derive, batches(), cpu_count(), _start_worker, bounds)):
         chunk, jobs = planned.popleft()
         row_docs: list[list[tuple[int, int]]] = [[] for _ in chunk]
         paired = []
@@ -368,6 +369,16 @@ def _plan(chunk: list, index: DocIndex, renderer: Renderer, rejected: set, missi
                 todo.append(renderer.turn_input(record.messages, record.tools, k))
                 jobs.append((r, record, [(v, d)], f"{record.doc_id}#{k}"))
     return jobs, todo
+
+
+def _derived(results: Iterator[list[Derived]]) -> Iterator[list[Derived]]:
+    """The workers' results; a worker killed from outside ends the audit with a clear error, not a traceback."""
+    try:
+        yield from results
+    except BrokenProcessPool as err:
+        raise SftdataError("an audit worker process died while re-deriving the records (killed from outside: "
+                           "the kernel's out-of-memory killer or a signal), so the audit did not finish. Give it "
+                           f"more memory, or fewer workers ({CPUS_ENV}=1 runs one)") from err
 
 
 _deriver: MaskDeriver | None = None  # in a worker: inherited from the parent by fork
