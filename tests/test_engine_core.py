@@ -65,6 +65,15 @@ def test_train_eot_off_keeps_reply_only(test_tokenizer):
     assert supervised_texts(test_tokenizer, ex) == ["Paris."]
 
 
+@pytest.mark.parametrize("reply", ["5 €", "5€", "all good 🙂", "相信自己！", "é", "x\u0301"])
+def test_a_reply_ending_in_a_character_split_over_byte_tokens_is_supervised_to_its_last_byte(test_tokenizer, reply):
+    # each of these characters is several byte-level tokens here; `char_to_token` of the last character gives
+    # only the first of them, and without the end-of-turn token nothing after it would pull the span further
+    for train_eot in (False, True):
+        [ex] = encoder(test_tokenizer, train_eot=train_eot).encode_batch([conv(("user", "Hi"), ("assistant", reply))])
+        assert supervised_texts(test_tokenizer, ex) == [reply + ("<|im_end|>" if train_eot else "")]
+
+
 def test_reply_identical_to_prompt_and_template_words(test_tokenizer):
     """The reply equals the user text and a header word: located after the generation prompt, not before."""
     c = conv(("user", "assistant"), ("assistant", "assistant"), ("user", "user"), ("assistant", "user"))
