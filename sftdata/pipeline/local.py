@@ -26,8 +26,8 @@ from sftdata.pipeline.batch import Batch, LocalTokens, outcomes_of
 from sftdata.pipeline.encode import encode_stage
 from sftdata.pipeline.job import JobSpec, Slice
 from sftdata.pipeline.journal import PartEntry
-from sftdata.pool import ordered_map
 from sftdata.pipeline.write import write_parts
+from sftdata.pool import ordered_map
 from sftdata.records import Record, Reject
 from sftdata.validate import read_inputs, validate_records
 
