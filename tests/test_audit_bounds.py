@@ -136,3 +136,21 @@ def test_a_worker_killed_from_outside_ends_the_audit_with_a_clear_error(tmp_path
     monkeypatch.setattr(MaskDeriver, "derive_batch", lambda self, todo: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(SftdataError, match=r"an audit worker process died .* \(SFTDATA_CPUS=1 runs one\)"):
         audit_prepared(folder, sample=0)
+
+
+def test_batches_are_cut_by_text_size_so_long_documents_stay_under_the_ceiling(tmp_path, monkeypatch):
+    from sftdata.audit import audit_prepared, run
+    from sftdata.audit.normal import Leaf, RawRecord
+
+    def rows(*sizes: int) -> list[RawRecord]:
+        return [RawRecord("s", i, [], [Leaf("p", "x" * n, "content")]) for i, n in enumerate(sizes)]
+
+    monkeypatch.setattr(run, "BATCH_CHARS", 20)
+    monkeypatch.setattr(run, "BATCH", 3)
+    assert [[r.index for r in c] for c in run._chunks(iter(rows(10, 10, 50, 5, 5)))] == [[0, 1], [2], [3, 4]]
+    assert [[r.index for r in c] for c in run._chunks(iter(rows(*[1] * 7)))] == [[0, 1, 2], [3, 4, 5], [6]]
+    # one row a batch, many batches in flight over the workers: the same proof, in order
+    monkeypatch.setattr(run, "BATCH_CHARS", 1)
+    report = audit_prepared(_prepared(tmp_path), sample=0)
+    assert report.passed
+    assert report.findings.checks["ids_match"].checked == len(ROWS)

@@ -26,7 +26,6 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from sftdata.audit.conserve import Conservation, DropPolicy
 from sftdata.audit.findings import Finding, Findings, Severity
 from sftdata.audit.integrity import check_files, check_metadata, check_shard_counts, check_totals
 from sftdata.audit.invariants import TokenRules, check_view
+from sftdata.audit.normal import RawRecord
 from sftdata.audit.probes import ProbeResult, run_probes
 from sftdata.audit.rederive import Derived, MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
@@ -51,6 +51,8 @@ from sftdata.manifest import FORMAT_VERSION, MANIFEST_NAME, REJECTS_NAME, Manife
 from sftdata.pool import CPUS_ENV, cpu_count, forked_map
 
 BATCH = 1024
+BATCH_CHARS = 4_000_000
+"""Text characters per batch of re-derivation at most (about 1 M tokens, 80 MB of encodings in a worker)."""
 WRONG_SHOWN = 3
 """Failing documents shown first in the report's samples, differing tokens marked."""
 MAX_SHOWN, ZOOM_BEFORE, ZOOM_AFTER = 4096, 60, 30
@@ -291,8 +293,7 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
     planned: deque[tuple[list, list]] = deque()  # (chunk, jobs) of each batch in the workers, in order
 
     def batches() -> Iterator[list[tuple]]:
-        rows = source_rows(manifest, inputs, findings)
-        while chunk := list(islice(rows, BATCH)):
+        for chunk in _chunks(source_rows(manifest, inputs, findings)):
             jobs, todo = _plan(chunk, index, renderer, rejected, missing)
             planned.append((chunk, jobs))
             yield todo
@@ -345,6 +346,21 @@ def render_seconds(manifest: Manifest) -> float:
     mask = manifest.options.get("mask")
     limits = (mask.get("template_limits") if isinstance(mask, dict) else None) or {}
     return float(limits.get("max_render_seconds", DEFAULT_RENDER_SECONDS))
+
+
+def _chunks(rows: Iterator[RawRecord]) -> Iterator[list[RawRecord]]:
+    """Rows in batches of at most `BATCH` rows and about `BATCH_CHARS` characters of text, so that a worker's
+    renders and encodings (~80 bytes a token) stay far below its memory ceiling even for long documents."""
+    chunk: list[RawRecord] = []
+    chars = 0
+    for row in rows:
+        chunk.append(row)
+        chars += sum(len(leaf.text) for leaf in row.leaves)
+        if len(chunk) >= BATCH or chars >= BATCH_CHARS:
+            yield chunk
+            chunk, chars = [], 0
+    if chunk:
+        yield chunk
 
 
 def _plan(chunk: list, index: DocIndex, renderer: Renderer, rejected: set, missing: list[Any]
