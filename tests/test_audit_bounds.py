@@ -54,7 +54,7 @@ def test_a_bounded_render_names_the_memory_ceiling_and_the_clock():
             print("small:", len("a" * 1000))
     """)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "memory: a render needed more than the audit worker's 1 GiB of memory" in proc.stdout
+    assert "memory: a render needed more than the audit's 1 GiB of memory" in proc.stdout
     assert "clock: a render took more than 0.3 s (the audit's clock, `template_limits.max_render_seconds`)" \
         in proc.stdout
     assert "small: 1000" in proc.stdout
@@ -110,7 +110,7 @@ def test_a_memory_bomb_on_one_record_is_refused_in_the_worker_and_reported(tmp_p
     assert not result["passed"]
     bounded = [e for e in result["errors"] if "AuditBoundError" in e]
     assert len(bounded) == 1, result["errors"]
-    assert "needed more than the audit worker's 2 GiB of memory" in bounded[0]
+    assert "needed more than the audit's 2 GiB of memory" in bounded[0]
 
 
 def test_a_template_that_never_ends_stops_at_the_clock_in_the_probes(tmp_path):

@@ -106,7 +106,7 @@ def bounded() -> Iterator[None]:
     try:
         yield
     except MemoryError:
-        raise _tripped_error(f"a render needed more than the audit worker's {_memory_bytes / 2**30:g} GiB "
+        raise _tripped_error(f"a render needed more than the audit's {_memory_bytes / 2**30:g} GiB "
                              "of memory (its address-space ceiling)") from None
     finally:
         if timed:
