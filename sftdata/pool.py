@@ -33,6 +33,7 @@ until the interpreter exits). `tests/test_chat_tokenizer.py` checks that no chil
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -144,7 +145,11 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], processes: int,
     # the initializer and its arguments are inherited by fork, never pickled
     executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork"),
                                    initializer=init, initargs=(os.getpid(),))
-    yield from _run_ordered(executor, fn, iter(items), processes)
+    gc.freeze()  # else each child's collector writes to every object it inherited, copying the parent's heap
+    try:
+        yield from _run_ordered(executor, fn, iter(items), processes)
+    finally:
+        gc.unfreeze()
 
 
 def _run_ordered(executor: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterator[T],
