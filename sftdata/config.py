@@ -48,7 +48,6 @@ class TooLong(StrEnum):
     `max_length` is rejected with `prompt_too_long`."""
 
 
-
 READ_FIELDS = ("format", "column_map", "split", "oasst_paths", "max_chars", "max_row_bytes")
 """Fields of `ReadOptions`; as top-level keys of a pipeline config (the layout before `read:`) they
 are moved into `read` (see `PipelineConfig`)."""

@@ -25,8 +25,9 @@ ROWS = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "con
         for q, a in [*((f"question {i}", f"answer {i}") for i in range(6)), ("BOOM", "ok")]]
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+def _run(code: str, *args: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter: the bounds change the process they run in."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
                           timeout=120, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
 
 
@@ -93,8 +94,7 @@ AUDIT = """
 
 
 def _audit(folder: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(AUDIT), str(folder)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    proc = _run(AUDIT, str(folder))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

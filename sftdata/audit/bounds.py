@@ -36,11 +36,6 @@ _memory_bytes = WORKER_MEMORY_BYTES
 _tripped: list[str] | None = None  # collects the bounds hit inside `bounded_for_now`
 
 
-def bound_this_process(render_seconds: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
-    """In a worker process, for good: cap its address space and arm the per-render clock of `bounded()`."""
-    _arm(render_seconds, memory_bytes)
-
-
 @contextmanager
 def bounded_for_now(render_seconds: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> Iterator[list[str]]:
     """The same bounds in this process for a while (the template probes, which run in the main process);
@@ -51,7 +46,7 @@ def bounded_for_now(render_seconds: float, memory_bytes: int = WORKER_MEMORY_BYT
     global _clock_seconds, _memory_bytes, _tripped
     saved = (_clock_seconds, _memory_bytes, _tripped, resource.getrlimit(resource.RLIMIT_AS))
     _tripped = []
-    _arm(render_seconds, memory_bytes)
+    bound_this_process(render_seconds, memory_bytes)
     try:
         yield _tripped
     finally:
@@ -59,7 +54,8 @@ def bounded_for_now(render_seconds: float, memory_bytes: int = WORKER_MEMORY_BYT
         resource.setrlimit(resource.RLIMIT_AS, limits)
 
 
-def _arm(render_seconds: float, memory_bytes: int) -> None:
+def bound_this_process(render_seconds: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
+    """In a worker process, for good: cap its address space and arm the per-render clock of `bounded()`."""
     global _clock_seconds, _memory_bytes
     _clock_seconds, _memory_bytes = render_seconds, memory_bytes
     mapped = _mapped_bytes()

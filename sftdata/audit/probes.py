@@ -26,7 +26,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sftdata.audit.bounds import bounded
 from sftdata.audit.findings import Finding, Severity
 from sftdata.audit.render import Renderer, pinned_date_kwargs
 
@@ -56,11 +55,7 @@ def _conv(*pairs: tuple[str, str], system: str | None = None) -> list[dict]:
 
 def _render(r: Renderer, messages: list[dict], generation: bool = False, **extra: Any) -> str | Exception:
     try:
-        if extra:
-            with bounded():
-                return r.tok.apply_chat_template(messages, chat_template=r.template, tokenize=False,
-                                                 add_generation_prompt=generation, **{**r.kwargs, **extra})
-        return r.text(messages, generation=generation)
+        return r.text(messages, generation=generation, **extra)
     except Exception as err:  # probes report what a template does, raising included
         return err
 

@@ -236,11 +236,13 @@ class Renderer:
             out.append(m)
         return out
 
-    def text(self, messages: list[dict], tools: list[dict] | None = None, generation: bool = False) -> str:
-        """The rendered text (raises whatever the template raises, or `AuditBoundError` past a bound)."""
+    def text(self, messages: list[dict], tools: list[dict] | None = None, generation: bool = False,
+             **extra: Any) -> str:
+        """The rendered text (raises whatever the template raises, or `AuditBoundError` past a bound); `extra`
+        template kwargs override the manifest's (the probes pin other dates)."""
         with bounded():
             return self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=False,
-                                                add_generation_prompt=generation, **self.kwargs)
+                                                add_generation_prompt=generation, **{**self.kwargs, **extra})
 
     def reference_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Hugging Face's own ids for a conversation, exactly as `apply_chat_template(tokenize=True)` gives them."""
