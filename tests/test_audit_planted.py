@@ -75,6 +75,9 @@ class Planted:
     def encode_batch(self, conversations):
         return self.inner.encode_batch([self.mutate(c) for c in conversations])
 
+    def encode_stream(self, batches):  # what `prepare` calls in one process
+        return self.inner.encode_stream([self.mutate(c) for c in conversations] for conversations in batches)
+
     def __getattr__(self, name):
         return getattr(self.inner, name)
 

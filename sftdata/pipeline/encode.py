@@ -14,7 +14,8 @@ short, never the prompt kept alone); if no supervised token survives it is `prom
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from sftdata.chat.options import MaskOptions
 from sftdata.reasons import Reason
-from sftdata.records import Problem, Record, Reject
+from sftdata.records import Conversation, Problem, Record, Reject
 from sftdata.tokens import IGNORE_INDEX, Encoded, Example, document_id, documents_of
 
 
@@ -125,6 +126,32 @@ def encode_stage(records: list[Record], options: StageOptions, encoder: Any = No
     """
     encoder = encoder if encoder is not None else get_encoder(options)
     results = encoder.encode_batch([r.conversation for r in records]) if records else []
+    return _assemble(records, results, options)
+
+
+def encode_stream(batches: Iterable[list[Record]], options: StageOptions, encoder: Any = None
+                  ) -> Iterator[EncodedBatch]:
+    """`encode_stage` of each batch, in order, through one encode pipeline (`ChatEncoder.encode_stream`):
+    the tokenizer encodes one batch while the next is read, validated and rendered, so it does not wait
+    for the batch boundaries. Each batch is taken from `batches` only when the pipeline needs it.
+    """
+    encoder = encoder if encoder is not None else get_encoder(options)
+    if not hasattr(encoder, "encode_stream"):  # an encoder of batches only (tests' fakes)
+        yield from (encode_stage(records, options, encoder) for records in batches)
+        return
+    held: deque[list[Record]] = deque()
+
+    def conversations() -> Iterator[list[Conversation]]:
+        for records in batches:
+            held.append(records)
+            yield [r.conversation for r in records]
+
+    for results in encoder.encode_stream(conversations()):
+        yield _assemble(held.popleft(), results, options)
+
+
+def _assemble(records: list[Record], results: list[Any], options: StageOptions) -> EncodedBatch:
+    """One batch's per-record results -> the columnar `EncodedBatch` (length policy applied)."""
     ids_parts: list[np.ndarray] = []
     sup_parts: list[np.ndarray] = []
     lengths: list[int] = []

@@ -1,7 +1,8 @@
 """The local engine: a batch source and a part writer for `Job`, on this machine.
 
     read + validate (main process, `sftdata.validate`) -> chunks of `chunk_size` items
-        -> encode_stage (inline, or spawned workers via `ordered_map`, results in order)
+        -> encode_stream (one process: one encode pipeline through all chunks), or encode_stage in
+           spawned workers via `ordered_map` (results in order)
         -> Batch (outcomes in input order + the tokens in memory, `LocalTokens`)
     part writer: gather the window's tokens, `write_parts` at once, a future that is already done
 
@@ -23,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from sftdata.pipeline.batch import Batch, LocalTokens, outcomes_of
-from sftdata.pipeline.encode import encode_stage
+from sftdata.pipeline.encode import encode_stage, encode_stream
 from sftdata.pipeline.job import JobSpec, Slice
 from sftdata.pipeline.journal import PartEntry
 from sftdata.pipeline.write import write_parts
-from sftdata.pool import ordered_map
+from sftdata.pool import ordered_map, resolve_workers
 from sftdata.records import Record, Reject
 from sftdata.validate import read_inputs, validate_records
 
@@ -77,14 +78,17 @@ class LocalEngine:
                 yield [x for x in chunk if isinstance(x, Record)]
                 t = time.perf_counter()
 
-        encode = partial(encode_stage, options=self.spec.stage)
-        t = time.perf_counter()
-        for encoded in ordered_map(encode, payloads(), c.workers):
-            self.timings["encode_wait_s"] += time.perf_counter() - t
+        if resolve_workers(c.workers) > 1:
+            encoded_batches = ordered_map(partial(encode_stage, options=self.spec.stage), payloads(), c.workers)
+        else:  # one pipeline through all batches: the tokenizer encodes while the next batch is read
+            encoded_batches = encode_stream(payloads(), self.spec.stage)
+        t, read = time.perf_counter(), self.timings["read_validate_s"]
+        for encoded in encoded_batches:  # the stream reads while it encodes: that time is not waiting
+            self.timings["encode_wait_s"] += time.perf_counter() - t - (self.timings["read_validate_s"] - read)
             yield Batch(outcomes=outcomes_of(chunks.popleft(), encoded), lengths=encoded.lengths,
                         doc_ids=encoded.doc_ids, truncated=encoded.truncated,
                         tokens=LocalTokens(encoded.input_ids, encoded.labels))
-            t = time.perf_counter()
+            t, read = time.perf_counter(), self.timings["read_validate_s"]
 
     def formats(self) -> dict[str, str]:
         """The format `validate_records` detected for each input it read."""

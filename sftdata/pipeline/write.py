@@ -69,13 +69,34 @@ def build_rows(input_ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray, d
     doc_bounds = np.concatenate([[0], np.cumsum(docs_per_row)])
     row_offsets = out_starts[doc_bounds].astype(np.int32)
     doc_offsets = doc_bounds.astype(np.int32)
+    row_offsets, doc_offsets = _int32(row_offsets), _int32(doc_offsets)
     columns = [
-        pa.ListArray.from_arrays(row_offsets, pa.array(ids_out, type=pa.int32())),
-        pa.ListArray.from_arrays(row_offsets, pa.array(labels_out, type=pa.int32())),
-        pa.ListArray.from_arrays(doc_offsets, pa.array(lens.astype(np.int32), type=pa.int32())),
-        pa.ListArray.from_arrays(doc_offsets, pa.array([doc_ids[d] for d in docs.tolist()], type=pa.string())),
+        pa.ListArray.from_arrays(row_offsets, _int32(ids_out)),
+        pa.ListArray.from_arrays(row_offsets, _int32(labels_out)),
+        pa.ListArray.from_arrays(doc_offsets, _int32(lens)),
+        pa.ListArray.from_arrays(doc_offsets, _strings([doc_ids[d] for d in docs.tolist()])),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=SHARD_SCHEMA)
+
+
+# Arrays are built from and read as their buffers: `pa.array` imports pandas on its first call (0.2 s and ~60 MB at the
+# end of every run) only to ask whether its argument is a pandas object.
+def _int32(values: np.ndarray) -> pa.Array:
+    data = np.ascontiguousarray(values, dtype=np.int32)
+    return pa.Array.from_buffers(pa.int32(), len(data), [None, pa.py_buffer(data)])
+
+
+def _numpy_int32(values: pa.Array) -> np.ndarray:
+    """An int32 array without nulls as numpy, zero-copy (`to_numpy` would import pandas)."""
+    return np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values)]
+
+
+def _strings(values: list[str]) -> pa.Array:
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
 
 
 def shard_slices(n_rows: int, rows_per_shard: int) -> list[tuple[int, int]]:
@@ -151,7 +172,7 @@ class ShardWriter:
             part = batch.slice(start, BATCH_ROWS)
             self._writer.write_batch(part)
         # `.flatten()`, not `.values`: on a sliced batch `.values` is the whole parent buffer
-        labels = batch.column("labels").flatten().to_numpy(zero_copy_only=False)
+        labels = _numpy_int32(batch.column("labels").flatten())
         self.stats.rows += batch.num_rows
         self.stats.documents += len(batch.column("doc_ids").flatten())
         self.stats.tokens += len(batch.column("input_ids").flatten())
