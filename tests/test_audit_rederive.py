@@ -88,3 +88,28 @@ def test_real_templates(shared_tokenizer_path, name, kwargs, expected):
     assert not d.unproven and d.error is None
     assert supervised_text(tok, d).replace(" ", "") == expected.replace(" ", "")
     assert isinstance(d.ids, np.ndarray)
+
+
+def test_a_record_the_template_raises_on_fails_alone_in_its_batch(test_tokenizer):
+    """Renders go to transformers in batches; one record that makes the template raise (in its full render or
+    in a prefix render) is that record's finding, and every other record of the batch is derived as alone."""
+    template = ("{% for m in messages %}{% if 'BOOM' in m['content'] %}{{ raise_exception('boom') }}{% endif %}"
+                "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    d = deriver(test_tokenizer, chat_template=template)
+    good = conv("Hello!", "How can I help you today?", "Write a poem.", "The sea.")
+    batch = [(good, None, [None] * 4), (conv("BOOM", "Hi."), None, [None] * 2), (good, None, [None] * 4),
+             (conv("Hi.", "Fine.", "BOOM", "Hi."), None, [None] * 4)]
+    alone = d.derive_batch([batch[0]])[0]
+    derived = d.derive_batch(batch)
+    assert derived[1].error is not None and "boom" in derived[1].error
+    assert derived[3].error is not None and "boom" in derived[3].error
+    for i in (0, 2):
+        assert derived[i].error is None and not derived[i].unproven
+        assert derived[i].ids.tolist() == alone.ids.tolist()
+        assert derived[i].supervised.tolist() == alone.supervised.tolist()
+    d_prefix = deriver(test_tokenizer, chat_template=template.replace("'BOOM' in m['content']",
+                                                                      "'BOOM' in m['content'] and add_generation_prompt"))
+    derived = d_prefix.derive_batch([batch[0], batch[3]])
+    assert not derived[0].unproven
+    assert derived[1].unproven == ["messages[3]: the template raised on the prefix (boom)"]

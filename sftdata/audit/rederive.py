@@ -124,18 +124,26 @@ class MaskDeriver:
         """
         if self.s.prompt_format:
             return [self._derive_prompt_format(c[0]) for c in convs]
-        texts: list[str | None] = []
-        out: list[Derived] = []
         given = [c[3] if len(c) > 3 else None for c in convs]
         convs = [(self.r.template_messages(c[0]), c[1], c[2]) for c in convs]
-        for (messages, tools, _), text in zip(convs, given, strict=True):
-            try:
-                texts.append(text if text is not None else self.r.text(messages, tools))
-                out.append(Derived())
-            except Exception as err:  # a template raising on one record is a finding, not a crash
+        rendered = iter(self.r.texts([(m, tools, False) for (m, tools, _), g in zip(convs, given, strict=True)
+                                      if g is None]))
+        texts: list[str | None] = []
+        out: list[Derived] = []
+        for text in given:
+            text = text if text is not None else next(rendered)
+            if isinstance(text, Exception):  # a template raising on one record is a finding, not a crash
                 texts.append(None)
-                out.append(Derived(error=f"{type(err).__name__}: {err}"))
+                out.append(Derived(error=f"{type(text).__name__}: {text}"))
+            else:
+                texts.append(text)
+                out.append(Derived())
         todo = [i for i, t in enumerate(texts) if t is not None]
+        wanted = [(i, k) for i in todo for k in self._turns(convs[i][0], convs[i][2])[1] if k > 0]
+        prompts: dict[int, dict[int, str | Exception]] = {i: {} for i in todo}  # one batch of prefix renders
+        for (i, k), prompt in zip(wanted, self.r.texts([(convs[i][0][:k], convs[i][1], True) for i, k in wanted]),
+                                  strict=True):
+            prompts[i][k] = prompt
         encodings = self.r.encode([texts[i] for i in todo])
         for i, enc in zip(todo, encodings, strict=True):
             messages, tools, flags = convs[i]
@@ -146,7 +154,7 @@ class MaskDeriver:
                 if self.r.needs_sanitize(messages[-1:], None):  # itself must not spell a control token
                     out[i] = Derived(ids=ids, unproven=["control-token text in a thought-opening turn document"])
                     continue
-                out[i] = self._derive_one(messages, tools, flags, text, ids, offsets)
+                out[i] = self._derive_one(messages, tools, flags, text, ids, offsets, prompts[i])
                 continue
             if self.r.needs_sanitize(messages, tools):
                 reference = np.asarray(self.r.reference_ids(messages, tools), dtype=np.int64)
@@ -157,23 +165,27 @@ class MaskDeriver:
                                                                   "mask not"])
                         continue
                     ids, offsets = reference, Edges(offsets=piece_offsets)
-            out[i] = self._derive_one(messages, tools, flags, text, ids, offsets)
+            out[i] = self._derive_one(messages, tools, flags, text, ids, offsets, prompts[i])
         return out
 
+    def _turns(self, messages: list[dict], flags: list[bool | None]) -> tuple[bool, list[int]]:
+        """(masking `all`, the turns whose span is derived): the trained turns, or under `all` the turns taken out."""
+        if self.s.masking == "all":
+            return True, [k for k, m in enumerate(messages) if m.get("role") == "assistant" and flags[k] is False]
+        return False, _trained_turns(messages, flags, self.s.masking)
+
     def _derive_one(self, messages: list[dict], tools: list[dict] | None, flags: list[bool | None], text: str,
-                    ids: np.ndarray, offsets: Edges) -> Derived:
+                    ids: np.ndarray, offsets: Edges, prompts: dict[int, str | Exception]) -> Derived:
+        """`prompts`: turn k -> the render of `messages[:k]` with the generation prompt (or what it raised)."""
         sup = np.zeros(len(ids), dtype=bool)
-        everything = self.s.masking == "all"
+        everything, turns = self._turns(messages, flags)
         if everything:  # every token but the first; assistant turns with train=False are taken out below
             sup[1:] = True
-            turns = [k for k, m in enumerate(messages) if m.get("role") == "assistant" and flags[k] is False]
-        else:
-            turns = _trained_turns(messages, flags, self.s.masking)
         unproven: list[str] = []
         cursor = 0
         eot_at: np.ndarray | None = None
         for k in turns:
-            span = self._turn_span(messages, tools, k, text, cursor)
+            span = self._turn_span(messages, tools, k, text, cursor, prompts.get(k))
             if isinstance(span, int):
                 if eot_at is None:  # positions of end-of-turn ids, found once per document
                     eot_at = np.flatnonzero(ids == self.eot_ids[0] if len(self.eot_ids) == 1
@@ -188,14 +200,13 @@ class MaskDeriver:
         return Derived(ids=ids, supervised=sup, unproven=unproven)
 
     def _turn_span(self, messages: list[dict], tools: list[dict] | None, k: int, text: str,
-                   cursor: int) -> int | str:
-        """Character where turn k's generation starts in `text`, or why it cannot be found."""
-        if k == 0:
+                   cursor: int, prompt: str | Exception | None) -> int | str:
+        """Character where turn k's generation starts in `text`, or why it cannot be found (`prompt`: the
+        render of `messages[:k]` with the generation prompt)."""
+        if k == 0 or prompt is None:
             return "an assistant turn first: no generation prompt to render"
-        try:
-            prompt = self.r.text(messages[:k], tools, generation=True)
-        except Exception as err:
-            return f"the template raised on the prefix ({err})"
+        if isinstance(prompt, Exception):
+            return f"the template raised on the prefix ({prompt})"
         if text.startswith(prompt) and len(prompt) >= cursor:
             return len(prompt)
         try:

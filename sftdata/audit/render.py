@@ -244,6 +244,36 @@ class Renderer:
             return self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=False,
                                                 add_generation_prompt=generation, **{**self.kwargs, **extra})
 
+    def texts(self, requests: list[tuple[list[dict], list[dict] | None, bool]]) -> list[str | Exception]:
+        """Many renders, (messages, tools, generation prompt) each: the text, or what the template raised.
+
+        Those without tools go to `apply_chat_template` as one batch per generation flag (transformers
+        renders each conversation of a batch exactly as alone; the batch saves its per-call set-up, ~15% of
+        the render time). If a batch raises or passes the clock, its renders are redone one by one, each
+        under its own bound, so one bad record never fails another.
+        """
+        out: list[str | Exception | None] = [None] * len(requests)
+        for generation in (False, True):
+            group = [i for i, (_, tools, g) in enumerate(requests) if g is generation and tools is None]
+            if len(group) < 2:
+                continue
+            try:
+                with bounded():
+                    rendered = self.tok.apply_chat_template([requests[i][0] for i in group], tokenize=False,
+                                                            chat_template=self.template,
+                                                            add_generation_prompt=generation, **self.kwargs)
+            except Exception:  # noqa: BLE001 - redone one by one below, where each failure is its own record's
+                continue
+            for i, text in zip(group, rendered, strict=True):
+                out[i] = text
+        for i, (messages, tools, generation) in enumerate(requests):
+            if out[i] is None:
+                try:
+                    out[i] = self.text(messages, tools, generation)
+                except Exception as err:  # noqa: BLE001 - the template's failure on this record is a finding
+                    out[i] = err
+        return out  # type: ignore[return-value]
+
     def reference_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Hugging Face's own ids for a conversation, exactly as `apply_chat_template(tokenize=True)` gives them."""
         with bounded():

@@ -24,6 +24,7 @@ import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,9 +159,12 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     folder = Path(folder)
     manifest = load_manifest(folder)
     findings = Findings()
-    timings: dict[str, float] = {}
     existing = check_files(folder, manifest, findings)
+    reader = ThreadPoolExecutor(max_workers=1)  # the shards map while transformers imports (Arrow frees the GIL)
+    loading = [(info, reader.submit(shard_view, folder / info.file)) for info in existing]
+    reader.shutdown(wait=False)
     tok = load_tokenizer(tokenizer or manifest.tokenizer.path, folder)
+    timings: dict[str, float] = {}
     check_tokenizer_files(tokenizer or manifest.tokenizer.path, folder, manifest, findings)
     settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
     renderer = Renderer(tok, settings)
@@ -179,9 +183,9 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     t = time.perf_counter()
     views: list[TokenView] = []
     stats = StatsAccumulator()
-    for info in existing:
+    for info, view_of in loading:
         try:
-            view = shard_view(folder / info.file)
+            view = view_of.result()
         except InputError as err:
             findings.fail(Finding("shard_readable", Severity.error, str(err), shard=info.file,
                                   expected="a complete Arrow IPC stream", found="unreadable"))

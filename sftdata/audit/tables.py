@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from sftdata.errors import InputError
-from sftdata.shards import read_shard
+from sftdata.shards import numpy_values, read_shard
 
 
 def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -32,8 +32,9 @@ def list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
         column = column.combine_chunks()
     if column.null_count:
         raise InputError(f"column {name!r} has {column.null_count} null rows; expected a list in every row")
-    offsets = column.offsets.to_numpy()
-    values = column.flatten().to_numpy(zero_copy_only=False)
+    offsets = numpy_values(column.offsets)
+    flat = column.flatten()
+    values = np.asarray(flat.to_pylist(), dtype=object) if pa.types.is_string(flat.type) else numpy_values(flat)
     return values, (offsets - offsets[0]).astype(np.int64)
 
 

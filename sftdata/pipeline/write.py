@@ -38,7 +38,7 @@ import pyarrow as pa
 from sftdata.faults import fault_point
 from sftdata.manifest import SHARD_SCHEMA
 from sftdata.pipeline.journal import TMP_SUFFIX, PartEntry, part_name
-from sftdata.shards import shard_schema
+from sftdata.shards import numpy_values, shard_schema
 from sftdata.tokens import IGNORE_INDEX
 
 
@@ -79,16 +79,11 @@ def build_rows(input_ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray, d
     return pa.RecordBatch.from_arrays(columns, schema=SHARD_SCHEMA)
 
 
-# Arrays are built from and read as their buffers: `pa.array` imports pandas on its first call (0.2 s and ~60 MB at the
+# Arrays are built from their buffers: `pa.array` imports pandas on its first call (0.2 s and ~60 MB at the
 # end of every run) only to ask whether its argument is a pandas object.
 def _int32(values: np.ndarray) -> pa.Array:
     data = np.ascontiguousarray(values, dtype=np.int32)
     return pa.Array.from_buffers(pa.int32(), len(data), [None, pa.py_buffer(data)])
-
-
-def _numpy_int32(values: pa.Array) -> np.ndarray:
-    """An int32 array without nulls as numpy, zero-copy (`to_numpy` would import pandas)."""
-    return np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values)]
 
 
 def _strings(values: list[str]) -> pa.Array:
@@ -172,7 +167,7 @@ class ShardWriter:
             part = batch.slice(start, BATCH_ROWS)
             self._writer.write_batch(part)
         # `.flatten()`, not `.values`: on a sliced batch `.values` is the whole parent buffer
-        labels = _numpy_int32(batch.column("labels").flatten())
+        labels = numpy_values(batch.column("labels").flatten())
         self.stats.rows += batch.num_rows
         self.stats.documents += len(batch.column("doc_ids").flatten())
         self.stats.tokens += len(batch.column("input_ids").flatten())

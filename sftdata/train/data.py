@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from sftdata.errors import InputError
 from sftdata.manifest import MANIFEST_NAME, Manifest
-from sftdata.shards import read_shard
+from sftdata.shards import numpy_values, read_shard
 from sftdata.tokens import IGNORE_INDEX
 
 
@@ -47,8 +47,7 @@ class _Columns:
     def __init__(self, batch: pa.RecordBatch) -> None:
         def flat(name: str) -> tuple[np.ndarray, np.ndarray]:
             col = batch.column(name)
-            offsets = col.offsets.to_numpy(zero_copy_only=False)
-            return col.values.to_numpy(zero_copy_only=False), offsets
+            return numpy_values(col.values), numpy_values(col.offsets)
 
         self.ids, self.ids_off = flat("input_ids")
         self.labels, self.labels_off = flat("labels")
