@@ -160,6 +160,23 @@ def test_ordinary_templates_render_as_the_plain_sandbox_does():
     assert render(ours, {**ours.globals, "messages": messages}) == plain.render(messages=messages)
 
 
+def test_attribute_syntax_on_messages_resolves_as_jinja_resolves_it():
+    """`m.name` on a message dict takes a fast path: a key, unless a dict attribute of that name exists (then the
+    attribute, as Jinja resolves it); a missing key is undefined; attributes of other objects are sandboxed."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from sftdata.chat.jinja_env import compile_template, render
+
+    source = ("{% for m in messages %}{{ m.role }}|{{ m.content }}|{{ m.missing is defined }}|{{ m.items is string }}|"
+              "{{ m['items'] }}|{{ m.get('role') }}|{{ m.keys()|list|length }}|{{ m.content.upper() }}|"
+              "{{ m[1] is defined }}|{{ m.__class__ is defined }}\n{% endfor %}")
+    messages = [{"role": "user", "content": "abc", "items": "a key named like a dict method"},
+                {"role": "assistant", "content": "x", 1: "int key"}]
+    plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+    ours = compile_template(source)
+    assert render(ours, {**ours.globals, "messages": messages}) == plain.render(messages=messages)
+
+
 def test_sandbox_escape_is_refused_and_runs_nothing(tmp_path, test_tokenizer):
     from sftdata.chat.engine import ChatEncoder
     from sftdata.chat.options import MaskOptions

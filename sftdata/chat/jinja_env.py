@@ -317,6 +317,9 @@ def _late(limits: TemplateLimits, construct: str) -> TemplateLimitError:
 
 # -- the environment -----------------------------------------------------------------------------------------
 
+_DICT_NAMES = frozenset(dir(dict))
+
+
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox plus `TemplateLimits` (see the module docstring for where each is checked)."""
 
@@ -351,6 +354,17 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.filters[_LOOP] = self._loop
         for name, check in _FILTER_CHECKS.items():
             self.filters[name] = _checked_filter(self.filters[name], check, limits, name)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`message.role` on a plain dict without the sandbox's attribute lookup (the most frequent operation of a
+        chat template, ~12% of the render time): a key that names no dict attribute resolves to the item, as
+        Jinja resolves it after `getattr` fails; everything else takes the sandbox's path."""
+        if type(obj) is dict and type(attribute) is str and attribute not in _DICT_NAMES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     # AST pass: stored values and loop iterables go through the check filters
     def _generate(self, source: jinja2.nodes.Template, name: str | None, filename: str | None,
