@@ -337,7 +337,7 @@ def _patch(clock: _Clock, module: str, attr: str, phase: str | None, pick=None, 
 
 
 class _TimedTokenizer:
-    """The engine's tokenizer with `backend_tokenizer.encode_batch` timed (everything else forwarded)."""
+    """The engine's tokenizer with `backend_tokenizer.encode_batch[_fast]` timed (everything else forwarded)."""
 
     def __init__(self, tok, clock: _Clock) -> None:  # noqa: ANN001
         self._tok = tok
@@ -351,6 +351,13 @@ class _TimedTokenizer:
                 t = time.perf_counter()
                 try:
                     return backend.encode_batch(*a, **k)
+                finally:
+                    clock.add("encode", time.perf_counter() - t)
+
+            def encode_batch_fast(self, *a, **k):  # noqa: ANN002, ANN003, ANN202 - no offsets (chat/tiling.py)
+                t = time.perf_counter()
+                try:
+                    return backend.encode_batch_fast(*a, **k)
                 finally:
                     clock.add("encode", time.perf_counter() - t)
 
@@ -395,11 +402,11 @@ def profile_child(args: argparse.Namespace) -> None:
         return "prefix renders" if (a[3] if len(a) > 3 else k.get("generation_prompt")) else "full render"
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._render", None, pick=which_render)
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._prepare", "messages + control scan")
-    _patch(clock, "sftdata.chat.engine", "ChatEncoder.encode_batch", "engine loop")
+    _patch(clock, "sftdata.chat.engine", "ChatEncoder.encode_stream", "engine loop", iterator=True)
     _patch(clock, "sftdata.chat.engine", "plan_spans", "span planning")
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._finish", "mask")
     _patch(clock, "sftdata.chat.engine", "ChatEncoder._finish_marked", "mask")
-    _patch(clock, "sftdata.pipeline.encode", "encode_stage", "labels")
+    _patch(clock, "sftdata.pipeline.encode", "_assemble", "labels")
     _patch(clock, "sftdata.pipeline.job", "Job._reject", "rejects")
     _patch(clock, "sftdata.pipeline.plan", "plan_packs", "pack")
     _patch(clock, "sftdata.pipeline.plan", "shuffle_rows", "pack")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -133,24 +134,25 @@ class Tiling:
         return lengths
 
     def char_to_token(self, text: str, ids: np.ndarray) -> Callable[[int], int | None] | None:
-        """`Encoding.char_to_token` for `text` encoded as `ids`, or None when this text is not tiled."""
-        if self.nfc and not text.isascii() and not unicodedata.is_normalized("NFC", text):
-            return None
-        if len(ids) and int(ids.max()) >= len(self.byte_lengths):
-            return None
-        lengths = self.byte_lengths[ids]
-        ends = np.cumsum(lengths)
+        """`Encoding.char_to_token` for `text` encoded as `ids`, or None when this text is not tiled.
+
+        The token lengths must add up to the text's UTF-8 length: a token of length 0 (not a byte-level
+        symbol) or an id outside the table makes them fall short or fail, never pass by chance.
+        """
         ascii_text = text.isascii()
-        total = len(text) if ascii_text else len(text.encode("utf-8"))
-        if (ends[-1] if len(ends) else 0) != total or not lengths.all():
+        if self.nfc and not ascii_text and not unicodedata.is_normalized("NFC", text):
+            return None
+        try:
+            ends = np.cumsum(self.byte_lengths[ids]).tolist()
+        except IndexError:
+            return None
+        if (ends[-1] if ends else 0) != (len(text) if ascii_text else len(text.encode("utf-8"))):
             return None
         n = len(text)
 
         def char_to_token(pos: int) -> int | None:
             if not 0 <= pos < n:
                 return None
-            at = pos if ascii_text else len(text[:pos].encode("utf-8"))
-            return int(np.searchsorted(ends, at, side="right"))
+            return bisect_right(ends, pos if ascii_text else len(text[:pos].encode("utf-8")))
 
         return char_to_token
-
