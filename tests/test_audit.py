@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +305,21 @@ def test_cli_exit_code_on_failure(folder):
     result = CliRunner().invoke(app, ["audit", str(folder)])
     assert result.exit_code == 1
     assert "mask_match" in result.output and "shard-00000-of-00002.arrow" in result.output
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_the_console_script_skips_teardown_with_the_verdict_whole_output_and_atexit(folder, tampered):
+    """`sftdata audit` ends its process without the interpreter's teardown (`skip_teardown`); the exit code is
+    still the verdict, stdout holds the whole JSON, and `atexit` handlers have run and been flushed."""
+    if tampered:
+        tamper(folder, 0, lambda rows: rows["labels"][0].__setitem__(3, rows["input_ids"][0][3]))
+    code = ("import atexit, sys; atexit.register(lambda: sys.stdout.write('atexit ran')); "
+            "sys.argv = ['sftdata', 'audit', sys.argv[1], '--json']; from sftdata.cli import main; main()")
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == (1 if tampered else 0), out.stderr
+    report, after = out.stdout.splitlines()
+    assert json.loads(report)["passed"] is (not tampered)
+    assert after == "atexit ran"
 
 
 def test_views_are_vectorised_over_numpy(folder):

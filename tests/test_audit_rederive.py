@@ -108,8 +108,8 @@ def test_a_record_the_template_raises_on_fails_alone_in_its_batch(test_tokenizer
         assert derived[i].error is None and not derived[i].unproven
         assert derived[i].ids.tolist() == alone.ids.tolist()
         assert derived[i].supervised.tolist() == alone.supervised.tolist()
-    d_prefix = deriver(test_tokenizer, chat_template=template.replace("'BOOM' in m['content']",
-                                                                      "'BOOM' in m['content'] and add_generation_prompt"))
+    on_prefix = template.replace("'BOOM' in m['content']", "'BOOM' in m['content'] and add_generation_prompt")
+    d_prefix = deriver(test_tokenizer, chat_template=on_prefix)
     derived = d_prefix.derive_batch([batch[0], batch[3]])
     assert not derived[0].unproven
     assert derived[1].unproven == ["messages[3]: the template raised on the prefix (boom)"]

@@ -10,7 +10,10 @@ config model are derived from it (`sftdata.cli.flags`).
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
+import sys
 
 import click
 import typer
@@ -19,6 +22,21 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from sftdata.errors import SftdataError
+
+_skip_teardown = False
+
+
+def skip_teardown() -> None:
+    """Ask `main` to end this process as soon as the command has returned, without the interpreter's teardown.
+
+    For a command that loaded transformers and torch and holds large arrays (the audit), tearing the
+    interpreter down takes ~0.8 s after the report is out, about 8% of its run. `main` still flushes the
+    output and runs every `atexit` handler (logging, multiprocessing). Only the console-script entry point
+    honours it: `CliRunner` tests and library callers never see a process exit.
+    """
+    global _skip_teardown
+    _skip_teardown = True
+
 
 COMMANDS = ("demo", "validate", "inspect", "prepare", "audit", "train", "schemas")
 
@@ -60,7 +78,16 @@ for _name in COMMANDS:
 
 def main() -> None:
     """Console-script entry point; errors are turned into messages and exit codes by `_Commands.invoke`."""
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        if not _skip_teardown:
+            raise
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

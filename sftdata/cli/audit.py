@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from sftdata.cli import skip_teardown
+
 EPILOG = """\
 Examples:
 
@@ -88,6 +90,7 @@ def audit(
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False, default=str) + "\n")
     else:
         _print_summary(err, result, report)
+    skip_teardown()
     raise typer.Exit(0 if result.passed else 1)
 
 
