@@ -9,6 +9,7 @@ find it, and each test asserts the failure names the shard, row, document and to
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -320,6 +321,25 @@ def test_the_console_script_skips_teardown_with_the_verdict_whole_output_and_ate
     report, after = out.stdout.splitlines()
     assert json.loads(report)["passed"] is (not tampered)
     assert after == "atexit ran"
+
+
+def test_an_audit_run_in_process_leaves_the_next_main_call_raising(folder, monkeypatch):
+    """`skip_teardown` belongs to one run of `main`: after an in-process audit (CliRunner), a later `main()` in the
+    same process raises SystemExit as usual instead of ending the process (the test process would vanish)."""
+    from typer.testing import CliRunner
+
+    from sftdata.cli import app, main
+
+    assert CliRunner().invoke(app, ["audit", str(folder), "--json"]).exit_code == 0
+
+    def ended(code: int) -> None:
+        raise AssertionError(f"main() ended the process with os._exit({code})")
+
+    monkeypatch.setattr(os, "_exit", ended)
+    monkeypatch.setattr(sys, "argv", ["sftdata", "--help"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
 
 
 def test_views_are_vectorised_over_numpy(folder):

@@ -3,8 +3,10 @@
 For each conversation: render it once with the compiled template (the text `apply_chat_template`
 would tokenize), render a prefix `messages[:k]` with `add_generation_prompt=True` for every trained
 assistant turn k, derive the supervised character spans (`spans.plan_spans`: prefix renders and
-located replies must agree), encode all full renders of the batch in one call to the Rust tokenizer,
-and map span edges to tokens with `Encoding.char_to_token` (no Python loop over tokens). The ids are
+located replies must agree), encode the full renders a chunk at a time in one call to the Rust
+tokenizer (in a helper thread, while the next chunk renders: `encode_stream`), and map span edges to
+tokens with `char_to_token` (no Python loop over tokens): from the tokens' byte lengths where the
+tokens tile the text (`tiling.py`, the encode then skips its offsets), else the encoding's own. The ids are
 exactly `tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, **hf_kwargs)["input_ids"]`
 (with `sanitize_control_tokens=True` under the default `control_tokens: sanitize`), for the messages
 `template_messages(conv)` returns.
@@ -24,9 +26,10 @@ Straddling tokens (one convention, the one Hugging Face's assistant mask uses): 
 when it holds at least one character of a supervised span. A token that merges the end of a header
 with the start of a reply is therefore trained; the ids stay the template's own.
 
-Cost, measured on 20k real conversations (Qwen2.5, 2 busy cores): the full render is ~1.5 s, prefix
-renders ~1.3 s (one per trained turn, shorter texts), span planning ~0.3 s, batch encoding as in the
-floor; `benchmarks/bench_encode.py` reports the whole-process ratio against `floor.py`.
+Cost, measured on 20k real conversations (Qwen2.5, idle 2-core machine, `bench_prepare.py --profile`):
+the full renders ~0.3 s, prefix renders ~0.4 s (one per trained turn), span planning ~0.25 s, masks
+~0.5 s; the Rust encode (same ids as the floor's, without offsets) runs beside them in the helper thread
+and is most of the run. `benchmarks/bench_prepare.py` reports whole-process ratios against `floor.py`.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class _Pending:
         return Encoded(examples, dict(sorted(self.counts.items())))
 
 CHUNK = 256
-"""Records per encode call inside a batch (rendering of the next chunk overlaps encoding of this one)."""
+"""Records per encode call (rendering of the next chunk overlaps encoding of this one, across batches)."""
 
 
 class ChatEncoder:

@@ -78,6 +78,8 @@ for _name in COMMANDS:
 
 def main() -> None:
     """Console-script entry point; errors are turned into messages and exit codes by `_Commands.invoke`."""
+    global _skip_teardown
+    _skip_teardown = False  # asked for by this run's command only (an earlier in-process run may have set it)
     try:
         app()
     except SystemExit as done:
