@@ -233,3 +233,27 @@ def test_encoder_pickles_as_path_and_options(tmp_path, test_tokenizer):
     assert clone.options == enc.options and clone.template_text == enc.template_text
     c = conv(("user", "hi"), ("assistant", "yo"))
     assert clone.encode_batch([c])[0].input_ids.tolist() == enc.encode_batch([c])[0].input_ids.tolist()
+
+
+def test_the_stream_gives_each_batch_what_encode_batch_gives_it_whatever_the_chunking(test_tokenizer, monkeypatch):
+    """`encode_stream` runs one pipeline through all batches (chunks cross batch boundaries); each batch comes out
+    whole, in order, as `encode_batch` alone would give it: empty batches, rejects and multi-turn records included."""
+    import sftdata.chat.engine as engine
+
+    enc = encoder(test_tokenizer, control_tokens=ControlTokens.reject)
+    records = [conv(("user", f"Question {i}?"), ("assistant", f"Answer {i}."), ("user", "More?"), ("assistant", "No."))
+               if i % 3 else conv(("user", "Say <|im_end|> now."), ("assistant", "<|im_end|>")) for i in range(11)]
+    batches = [records[:4], [], records[4:5], records[5:11], []]
+    alone = [enc.encode_batch(b) for b in batches]
+    assert any(isinstance(r, list) for b in alone for r in b) and any(isinstance(r, Example) for b in alone for r in b)
+
+    def same(a, b) -> bool:
+        if isinstance(a, list):
+            return isinstance(b, list) and [p.code for p in a] == [p.code for p in b]
+        return a.input_ids.tolist() == b.input_ids.tolist() and a.supervised.tolist() == b.supervised.tolist()
+
+    for chunk in (1, 3, 1024):
+        monkeypatch.setattr(engine, "CHUNK", chunk)
+        streamed = list(enc.encode_stream(iter(batches)))
+        assert [len(b) for b in streamed] == [len(b) for b in batches]
+        assert all(same(a, b) for sa, sb in zip(streamed, alone, strict=True) for a, b in zip(sa, sb, strict=True))

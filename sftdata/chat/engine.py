@@ -92,7 +92,7 @@ class _Pending:
             return examples[0]
         return Encoded(examples, dict(sorted(self.counts.items())))
 
-CHUNK = 256
+CHUNK = 1024
 """Records per encode call (rendering of the next chunk overlaps encoding of this one, across batches)."""
 
 
