@@ -6,13 +6,15 @@ usage: bench_prepare.py [--rows 20000] [--runs 5] [--audit-runs 3] [--trl-runs 1
        bench_prepare.py --profile [--rows 20000] [--loader light|transformers] [--workers auto] [--cprofile 25]
 
 Timed mode. Builds the corpus with `../shared/bench/make_corpus.py`, reads it once and runs every process
-once untimed (warm page cache, warm imports), then alternates whole-process runs of
+once untimed (warm page cache, warm imports), then runs rounds of whole processes side by side:
 `../shared/bench/floor.py` (import, load, read, render, encode: the work no pipeline can skip),
-`sftdata prepare` with its default workers (`auto`) and `sftdata prepare --workers 1`, `--runs` times each
-(alternating, so that load from other processes hits all of them alike). Then `sftdata audit` on the
-default run's folder (`--audit-runs`, conservation check included) and `../shared/bench/trl_baseline.py`
-(`--trl-runs`). Reported: medians of wall and CPU time (user + system of the whole process tree) as ratios
-to the floor's, and the peak RSS of the whole process tree (the sum over the process and its children,
+`sftdata prepare` with its default workers (`auto`), `sftdata prepare --workers 1` (`--runs` rounds), then
+`sftdata audit` on the folder that round's prepare wrote (`--audit-runs` rounds, conservation check included)
+and `../shared/bench/trl_baseline.py` (`--trl-runs` rounds). Reported: medians of wall and CPU time (user +
+system of the whole process tree), each process's ratio to the floor as the median over rounds of its run
+divided by the floor run of the same round (this machine's speed drifts by 20-50% over minutes: ratios of
+medians taken minutes apart moved the audit from 1.2x to 1.7x the floor between two runs of the script),
+and the peak RSS of the whole process tree (the sum over the process and its children,
 sampled every 20 ms from /proc) as a ratio to the floor's. Absolute seconds are printed for the record
 only; the goals are ratios (issue 14: prepare default <= 0.8x floor wall, `--workers 1` <= 0.9x floor CPU,
 peak RSS <= floor, audit <= 1.2x floor wall). A table goes to stderr, one JSON line to stdout.
@@ -155,11 +157,15 @@ def bench(args: argparse.Namespace) -> None:
         for name, cmd in cmds.items():  # warm: imports, page cache, the output folders exist
             timed(cmd)
             print(f"warm-up: {name}", file=sys.stderr, flush=True)
-        schedule = [(run, name, cmd) for run in range(args.runs) for name, cmd in cmds.items()]
-        schedule += [(run, name, cmd) for run in range(args.audit_runs) for name, cmd in cmds_after.items()]
-        schedule += [(run, name, cmd) for run in range(args.trl_runs) for name, cmd in trl.items()]
+        rounds = max(args.runs, args.audit_runs, args.trl_runs)  # each round: the floor, then the others beside it
+        schedule = []
+        for run in range(rounds):
+            beside = [*(cmds.items() if run < args.runs else [("floor", cmds["floor"])]),
+                      *(cmds_after.items() if run < args.audit_runs else ()),
+                      *(trl.items() if run < args.trl_runs else ())]
+            schedule += [(run, name, cmd) for name, cmd in beside]
         for run, name, cmd in schedule:
-            r = timed(cmd)
+            r = {**timed(cmd), "round": run}
             runs[name].append(r)
             print(f"run {run}: {name:<18} {r['wall']:7.2f} s wall {r['cpu']:7.2f} s cpu {r['rss_mb']:7.0f} MB  "
                   f"{r['line'][:100]}", file=sys.stderr, flush=True)
@@ -179,8 +185,8 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict]], same: bool)
         "median_wall_s": {k: round(v["wall"], 2) for k, v in med.items()},
         "median_cpu_s": {k: round(v["cpu"], 2) for k, v in med.items()},
         "peak_rss_mb": {k: round(v["rss_mb"]) for k, v in med.items()},
-        "wall_ratio_to_floor": {k: round(v["wall"] / floor["wall"], 3) for k, v in med.items()},
-        "cpu_ratio_to_floor": {k: round(v["cpu"] / floor["cpu"], 3) for k, v in med.items()},
+        "wall_ratio_to_floor": {k: round(_paired(runs, k, "wall"), 3) for k in med},
+        "cpu_ratio_to_floor": {k: round(_paired(runs, k, "cpu"), 3) for k in med},
         "rss_ratio_to_floor": {k: round(v["rss_mb"] / floor["rss_mb"], 3) for k, v in med.items()},
         "prepare_packing": prep.get("packing"), "prepare_counts": prep.get("counts"),
         "prepare_phases_s": prep.get("timings"),
@@ -207,6 +213,14 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict]], same: bool)
     return result
 
 
+def _paired(runs: dict[str, list[dict]], name: str, field: str) -> float:
+    """Median over rounds of (this run / the floor run of the same round): this machine's speed drifts by 20-50%
+    over minutes, so a ratio is taken between runs that sat side by side in time, never between medians of
+    runs minutes apart."""
+    floor = {r["round"]: r[field] for r in runs["floor"]}
+    return statistics.median(r[field] / floor[r["round"]] for r in runs[name])
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     names = sorted(p.name for p in a.iterdir())
     return names == sorted(p.name for p in b.iterdir()) and all((a / n).read_bytes() == (b / n).read_bytes()
@@ -214,8 +228,9 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 def _table(r: dict) -> None:
-    print(f"\n{r['rows']:,} rows, max_length {r['max_length']}, {r['cores']} cores, median of {r['runs']} "
-          f"whole-process runs (audit: {r['audit_runs']})", file=sys.stderr)
+    print(f"\n{r['rows']:,} rows, max_length {r['max_length']}, {r['cores']} cores, medians of {r['runs']} "
+          f"whole-process runs (audit: {r['audit_runs']}); x floor: median over rounds of run / the same round's floor",
+          file=sys.stderr)
     print(f"{'process':<18}{'wall s':>9}{'x floor':>9}{'cpu s':>9}{'x floor':>9}{'RSS MB':>9}{'x floor':>9}",
           file=sys.stderr)
     for name, s in r["median_wall_s"].items():
