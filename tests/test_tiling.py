@@ -84,6 +84,29 @@ def test_a_tokenizer_that_can_add_drop_or_rewrite_bytes_is_not_tiled(why, build)
     assert Tiling.of(build()) is None, why
 
 
+def test_trimmed_offsets_are_refused_because_no_per_text_check_could_see_them():
+    """Forced through the tiling, a tokenizer that trims offsets adds up exactly and still maps spaces to other
+    tokens: only the structural rule can refuse it."""
+    tok = _bpe(post=processors.ByteLevel(trim_offsets=True))
+    text = "Hello  world, how are you?"
+    enc = tok.encode(text, add_special_tokens=False)
+    char_to_token = Tiling(tok, nfc=False).char_to_token(text, np.asarray(enc.ids, dtype=np.int32))
+    assert char_to_token is not None
+    assert any(char_to_token(p) != enc.char_to_token(p) for p in range(len(text)))
+
+
+@pytest.mark.parametrize("why, build, text", [
+    ("an added token that swallows whitespace", lambda: _bpe(added=[AddedToken("<tool>", rstrip=True)]),
+     "a <tool>   b"),
+    ("a prefix space", lambda: _bpe(pre=pre_tokenizers.ByteLevel(add_prefix_space=True)), "Hello world"),
+])
+def test_bytes_added_or_swallowed_also_fail_the_per_text_check(why, build, text):
+    """Refused by the rule, and caught again by the per-text check if forced through: the lengths do not add up."""
+    tok = build()
+    ids = np.asarray(tok.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+    assert Tiling(tok, nfc=False).char_to_token(text, ids) is None, why
+
+
 def test_a_text_that_is_not_nfc_is_not_tiled_by_an_nfc_tokenizer():
     tok = _bpe(normalizer=normalizers.NFC())
     tiling = Tiling.of(tok)
