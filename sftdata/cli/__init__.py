@@ -83,13 +83,12 @@ def main() -> None:
     try:
         app()
     except SystemExit as done:
-        if not _skip_teardown:
-            raise
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if not _skip_teardown or not (done.code is None or isinstance(done.code, int)):
+            raise  # a message as the exit code: Python's own exit prints it
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)
+        os._exit(done.code or 0)
 
 
 if __name__ == "__main__":
