@@ -133,8 +133,23 @@ class Conversation(BaseModel):
         return value or None
 
     def to_template_messages(self) -> list[dict[str, Any]]:
-        """Messages as the plain dicts chat templates expect (no None values, no `train`)."""
-        return [m.model_dump(exclude_none=True, exclude={"train"}, mode="json") for m in self.messages]
+        """Messages as the plain dicts chat templates expect (no None values, no `train`).
+
+        The same dicts as `model_dump(exclude_none=True, exclude={"train"}, mode="json")`, keys in field order;
+        built directly for a message without tool calls (a pydantic dump per message was ~10% of the engine's
+        Python work per record).
+        """
+        return [_template_message(m) if m.tool_calls is None else
+                m.model_dump(exclude_none=True, exclude={"train"}, mode="json") for m in self.messages]
+
+
+def _template_message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role.value, "content": m.content}
+    for key in ("reasoning", "tool_call_id", "name"):
+        value = getattr(m, key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,3 +116,24 @@ def test_record_doc_id_falls_back_to_source_and_row():
 
 def test_problem_json_shape():
     assert Problem(Reason.nul_byte, "m", "p").to_json() == {"code": "nul_byte", "message": "m", "path": "p"}
+
+
+def test_template_messages_are_the_pydantic_dump_for_every_combination_of_fields():
+    """The direct build of a message without tool calls equals `model_dump(exclude_none, exclude train,
+    mode=json)` (values and key order), for every combination of the optional fields; with tool calls the dump
+    itself is used."""
+    import itertools
+
+
+    optional = {"reasoning": "think", "tool_call_id": "call_1", "name": "get_weather", "train": False}
+    calls = [{"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]
+    for role in ("system", "user", "assistant", "tool"):
+        for picked in itertools.product([False, True], repeat=len(optional) + 1):
+            fields = {k: v for (k, v), on in zip(optional.items(), picked, strict=False) if on}
+            if picked[-1]:
+                fields["tool_calls"] = calls
+            m = Message.model_validate({"role": role, "content": "text é", **fields})
+            conv = Conversation(messages=[m])
+            want = m.model_dump(exclude_none=True, exclude={"train"}, mode="json")
+            got = conv.to_template_messages()[0]
+            assert got == want and list(got) == list(want), (role, fields)
