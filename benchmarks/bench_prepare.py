@@ -207,7 +207,8 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict]], same: bool)
         "prepare_wall_le_0.8": result["wall_ratio_to_floor"]["prepare"] <= 0.8,
         "workers1_cpu_le_0.9": result["cpu_ratio_to_floor"]["prepare_workers1"] <= 0.9,
         "prepare_rss_le_floor": result["rss_ratio_to_floor"]["prepare"] <= 1.0,
-        "default_not_slower_than_workers1": med["prepare"]["wall"] <= med["prepare_workers1"]["wall"] * 1.02,
+        "default_not_slower_than_workers1": (result["wall_ratio_to_floor"]["prepare"]
+                                             <= result["wall_ratio_to_floor"]["prepare_workers1"] * 1.02),
         **({"audit_wall_le_1.2": result["wall_ratio_to_floor"]["audit"] <= 1.2} if "audit" in med else {}),
     }
     return result
