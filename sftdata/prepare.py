@@ -4,8 +4,9 @@ This module is the entry point: it checks the request, decides fresh / resume / 
 the job from its parts and finalizes the folder. The job itself is `sftdata.pipeline.job.Job`, a loop
 over *windows* of documents (default 32,768; the 20k-row bench is one window):
 
-    read (main) -> validate (main) -> encode (inline or spawned workers, batches of `chunk_size`,
-    results in order) -> window full? -> plan BFD on lengths -> shuffle rows (seed, window)
+    read (main) -> validate (main) -> encode (one process: one pipeline through all batches, the tokenizer
+    encoding while the next batch is read; or spawned workers, batches of `chunk_size`, results in order)
+    -> window full? -> plan BFD on lengths -> shuffle rows (seed, window)
     -> build rows -> write shard parts -> commit the window to the journal
 
 composed from an engine's batch source and part writer (`sftdata.pipeline.local.LocalEngine`, or

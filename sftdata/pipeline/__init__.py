@@ -12,6 +12,7 @@
 
 `validate_records` (given the whole `ReadOptions`) and `encode_stage` take and return picklable values
 only, so the same functions run inline, in a spawned process pool (`sftdata.pool`) or in Ray Data
-actors (`pipeline.ray_encode`). The public entry point stays `sftdata.prepare.prepare`. This package
+actors (`pipeline.ray_encode`); in one process `encode_stream` runs them as one pipeline through all
+batches. The public entry point stays `sftdata.prepare.prepare`. This package
 file imports nothing, so importing one step (e.g. the journal) loads only that step.
 """
