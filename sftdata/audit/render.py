@@ -240,9 +240,15 @@ class Renderer:
              **extra: Any) -> str:
         """The rendered text (raises whatever the template raises, or `AuditBoundError` past a bound); `extra`
         template kwargs override the manifest's (the probes pin other dates)."""
+        return self._apply(messages, tools, generation, **extra)
+
+    def _apply(self, conversation: Any, tools: list[dict] | None, generation: bool, **extra: Any) -> Any:
+        """`apply_chat_template(tokenize=False)` as the manifest sets it up, bounded: one conversation -> its text,
+        a list of conversations -> their texts (transformers renders each as alone)."""
         with bounded():
-            return self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=False,
-                                                add_generation_prompt=generation, **{**self.kwargs, **extra})
+            return self.tok.apply_chat_template(conversation, tools=tools, chat_template=self.template,
+                                                tokenize=False, add_generation_prompt=generation,
+                                                **{**self.kwargs, **extra})
 
     def texts(self, requests: list[tuple[list[dict], list[dict] | None, bool]]) -> list[str | Exception]:
         """Many renders, (messages, tools, generation prompt) each: the text, or what the template raised.
@@ -258,10 +264,7 @@ class Renderer:
             if len(group) < 2:
                 continue
             try:
-                with bounded():
-                    rendered = self.tok.apply_chat_template([requests[i][0] for i in group], tokenize=False,
-                                                            chat_template=self.template,
-                                                            add_generation_prompt=generation, **self.kwargs)
+                rendered = self._apply([requests[i][0] for i in group], None, generation)
             except Exception:  # noqa: BLE001 - redone one by one below, where each failure is its own record's
                 continue
             for i, text in zip(group, rendered, strict=True):
