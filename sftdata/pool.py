@@ -47,6 +47,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sftdata.heap import settle_process
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -86,12 +88,13 @@ def tokenizer_threads(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or cpu_count()) // max(1, workers))
 
 
-def _init_worker(parent: int, threads: int) -> None:
+def init_worker(parent: int, threads: int) -> None:
     """Size the Rust thread pool, ignore Ctrl-C (the parent decides), exit if the parent dies (even by SIGKILL)."""
     # read by the tokenizers crate when its first batch builds the global rayon pool, which is after this
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
     warnings.filterwarnings("ignore", category=UserWarning, message="tokenizer .*: loading it with transformers")
+    settle_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), name="sftdata-parent-watch", daemon=True).start()
 
@@ -122,7 +125,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | str = 1
         return
     items = chain(head, items)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(os.getpid(), tokenizer_threads(workers)))
+                                   initializer=init_worker, initargs=(os.getpid(), tokenizer_threads(workers)))
     yield from _run_ordered(executor, fn, items, workers)
 
 
@@ -138,7 +141,7 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], processes: int,
     SIGTERM, a dead parent and the end of the map stop the children as `ordered_map` does.
     """
     def init(parent: int) -> None:
-        _init_worker(parent, 1)
+        init_worker(parent, 1)
         if initializer is not None:
             initializer(*initargs)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from sftdata.config import PipelineConfig
 from sftdata.errors import ConfigError, InputError
 from sftdata.faults import fault_point
+from sftdata.heap import steady_heap
 from sftdata.manifest import MANIFEST_NAME, Manifest
 from sftdata.pipeline.job import Job, Progress, describe, manifest_of
 from sftdata.pipeline.journal import (
@@ -164,7 +165,7 @@ def prepare(inputs: list[str], out: str | Path, config: PipelineConfig, *, resum
             engine: LocalEngine | RayEngine = RayEngine(spec, folder, timings)
         else:
             engine = LocalEngine(spec, folder, timings)
-        with engine:
+        with engine, steady_heap():  # after the set-up: the tokenizer and template live for the whole job
             state = Job(spec, folder, engine, engine.write, state, journal, timings, on_progress).run()
     manifest = manifest_of(spec, state)
     finalize(folder, out, state, manifest.to_json_text())

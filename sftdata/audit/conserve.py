@@ -75,7 +75,8 @@ class DropPolicy:
 class Conservation:
     """Checks rows in batches against the decoded text of their documents."""
 
-    tokenizer: Any
+    backend: Any
+    """A `tokenizers.Tokenizer` (a transformers tokenizer's `backend_tokenizer`): it decodes the stored ids."""
     views: list[TokenView]
     policy: DropPolicy
     findings: Findings
@@ -93,7 +94,7 @@ class Conservation:
         for v, d in places:
             ids, _ = self.views[v].doc_tokens(d)
             seqs.append(ids.tolist())
-        texts = self.tokenizer.backend_tokenizer.decode_batch(seqs, skip_special_tokens=False) if seqs else []
+        texts = self.backend.decode_batch(seqs, skip_special_tokens=False) if seqs else []
         decoded = dict(zip(places, (normalise(t) for t in texts), strict=True))
         for row, docs in rows:
             if not docs:

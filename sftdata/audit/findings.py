@@ -109,6 +109,17 @@ class Findings:
             self._kept[finding.check] = kept + 1
             self.items.append(finding)
 
+    def merge(self, other: Findings) -> None:
+        """Add the results of checks run elsewhere (another process): counts in full, findings under the cap."""
+        for name, result in other.checks.items():
+            mine = self.check(name, result.description, result.checked, result.severity)
+            mine.failed += result.failed
+        for finding in other.items:
+            kept = self._kept.get(finding.check, 0)
+            if kept < MAX_PER_CHECK:
+                self._kept[finding.check] = kept + 1
+                self.items.append(finding)
+
     def note(self, finding: Finding) -> None:
         """A finding that is not a check failure (info about the template, a skipped record)."""
         self.items.append(finding)

@@ -19,13 +19,14 @@ checks it in a fresh interpreter).
 
 from __future__ import annotations
 
+import gc
 import json
-import re
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,17 @@ from sftdata.audit.findings import Finding, Findings, Severity
 from sftdata.audit.integrity import check_files, check_metadata, check_shard_counts, check_totals
 from sftdata.audit.invariants import TokenRules, check_view
 from sftdata.audit.normal import RawRecord
+from sftdata.audit.pairing import SPLIT_ID, Claims, DocIndex, Place, record_jobs
+from sftdata.audit.prelude import ConservationProcess, row_claims
 from sftdata.audit.probes import ProbeResult, run_probes
 from sftdata.audit.rederive import Derived, MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
-from sftdata.audit.sources import available_inputs, rejected_positions, resolve_input, source_rows
+from sftdata.audit.sources import available_inputs, batches, rejected_positions, resolve_input, source_rows
 from sftdata.audit.stats import StatsAccumulator, summarize
 from sftdata.audit.tables import TokenView, shard_view
 from sftdata.audit.tokens import special_ids, token_namer, token_pieces
 from sftdata.errors import InputError, SftdataError
+from sftdata.heap import steady_heap
 from sftdata.manifest import FORMAT_VERSION, MANIFEST_NAME, REJECTS_NAME, Manifest
 from sftdata.pool import CPUS_ENV, cpu_count, forked_map
 
@@ -160,75 +164,105 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
     manifest = load_manifest(folder)
     findings = Findings()
     existing = check_files(folder, manifest, findings)
-    reader = ThreadPoolExecutor(max_workers=1)  # the shards map while transformers imports (Arrow frees the GIL)
-    loading = [(info, reader.submit(shard_view, folder / info.file)) for info in existing]
-    reader.shutdown(wait=False)
-    tok = load_tokenizer(tokenizer or manifest.tokenizer.path, folder)
-    timings: dict[str, float] = {}
-    check_tokenizer_files(tokenizer or manifest.tokenizer.path, folder, manifest, findings)
-    settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
-    renderer = Renderer(tok, settings)
-    with bounded_for_now(render_seconds(manifest)) as tripped:  # the main process renders only here
-        probes = run_probes(renderer)
-        renderer.settle()
-    findings.check("template_bounds", "the chat template renders its probe conversations within the audit's "
-                   "memory and time bounds", 1)
-    if tripped:  # as `prepare` refuses such a template before any record, the audit renders no record with it
-        findings.fail(Finding("template_bounds", Severity.error, f"the chat template went past the audit's "
-                              f"bounds on its probe conversations: {tripped[0]}", expected="a bounded render",
-                              found=f"{len(tripped)} render(s) stopped"))
-    rules = make_rules(tok, settings, probes, set(manifest.truncated_docs))
-    timings["setup_s"] = time.perf_counter() - t0
+    inputs = None if shards_only else available_inputs(manifest, folder, findings)
+    with start_conservation(manifest, folder, inputs, existing, tokenizer) as conserving, steady_heap():
+        reader = ThreadPoolExecutor(max_workers=1)  # the shards map while transformers imports (Arrow frees the GIL)
+        loading = [(info, reader.submit(shard_view, folder / info.file)) for info in existing]
+        reader.shutdown(wait=False)
+        tok = load_tokenizer(tokenizer or manifest.tokenizer.path, folder)
+        gc.freeze()  # transformers and torch live as long as the audit too (`steady_heap` thaws them at the end)
+        timings: dict[str, float] = {}
+        check_tokenizer_files(tokenizer or manifest.tokenizer.path, folder, manifest, findings)
+        settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
+        renderer = Renderer(tok, settings)
+        with bounded_for_now(render_seconds(manifest)) as tripped:  # the main process renders only here
+            probes = run_probes(renderer)
+            renderer.settle()
+        findings.check("template_bounds", "the chat template renders its probe conversations within the audit's "
+                       "memory and time bounds", 1)
+        if tripped:  # as `prepare` refuses such a template before any record, the audit renders no record with it
+            findings.fail(Finding("template_bounds", Severity.error, f"the chat template went past the audit's "
+                                  f"bounds on its probe conversations: {tripped[0]}", expected="a bounded render",
+                                  found=f"{len(tripped)} render(s) stopped"))
+        rules = make_rules(tok, settings, probes, set(manifest.truncated_docs))
+        timings["setup_s"] = time.perf_counter() - t0
 
-    t = time.perf_counter()
-    views: list[TokenView] = []
-    stats = StatsAccumulator()
+        loaded = readable_shards(loading, findings)
+        views = [view for _, view in loaded]
+        summary: dict[str, Any] = {}
+
+        def check_shards() -> None:  # with source rows to check: while the workers derive the first batch
+            t = time.perf_counter()
+            summary.update(shard_checks(loaded, manifest, rules, findings))
+            timings["shards_s"] = time.perf_counter() - t
+
+        wrong: list[tuple] = []
+        allowed: dict[str, int] = {}
+        skipped = ("--shards-only: the source rows were not read" if shards_only else
+                   "the chat template went past the audit's bounds (see template_bounds)" if tripped else
+                   "an input is missing or changed (see input_available)" if inputs is None else None)
+        if skipped is not None:
+            check_shards()
+            for name, why in SOURCE_CHECKS:
+                findings.skip(name, why, skipped)
+        else:
+            t = time.perf_counter()
+            wrong, allowed = check_sources(views, manifest, inputs, folder, tok, renderer, probes, rules, findings,
+                                           allow_unproven, conserving, check_shards)
+            timings["sources_s"] = time.perf_counter() - t - timings["shards_s"]
+        rejects = summarize_rejects(folder / REJECTS_NAME)
+        samples = sample_documents(views, tok, sample, wrong)
+        timings["total_s"] = time.perf_counter() - t0
+        about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
+                 "options": manifest.options, "read": manifest.read_options(), "counts": manifest.counts.model_dump(),
+                 "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version,
+                 "manifest_version": manifest.format_version,
+                 "mode": {"shards_only": shards_only, "allow_unproven": allow_unproven},
+                 "allowed_drops": allowed}
+        return AuditReport(str(folder), "sftdata", findings, probes.findings, summary, samples, rejects, about,
+                           {k: round(v, 3) for k, v in timings.items()})
+
+
+
+def readable_shards(loading: list[tuple[Any, Any]], findings: Findings) -> list[tuple[Any, TokenView]]:
+    """(shard info, view) of every shard that reads as a complete Arrow IPC stream (the others are findings)."""
+    loaded = []
     for info, view_of in loading:
         try:
-            view = view_of.result()
+            loaded.append((info, view_of.result()))
         except InputError as err:
             findings.fail(Finding("shard_readable", Severity.error, str(err), shard=info.file,
                                   expected="a complete Arrow IPC stream", found="unreadable"))
             continue
         findings.check("shard_readable", "every shard is a complete Arrow IPC stream", 1)
+    return loaded
+
+
+def shard_checks(loaded: list[tuple[Any, TokenView]], manifest: Manifest, rules: TokenRules,
+                 findings: Findings) -> dict[str, Any]:
+    """The shard-only invariants and counts of every readable shard; their statistics."""
+    stats = StatsAccumulator()
+    for info, view in loaded:
         check_metadata(view, manifest, findings)
         check_shard_counts(view, info, findings)
         check_view(view, rules, findings)
         stats.add(view)
-        views.append(view)
     summary = summarize(stats, manifest.packing.capacity)
-    check_totals(manifest, summary["totals"], findings, records_written(views))
-    timings["shards_s"] = time.perf_counter() - t
+    check_totals(manifest, summary["totals"], findings, records_written([view for _, view in loaded]))
+    return summary
 
-    wrong: list[tuple] = []
-    allowed: dict[str, int] = {}
-    if shards_only:
-        for name, why in SOURCE_CHECKS:
-            findings.skip(name, why, "--shards-only: the source rows were not read")
-    elif tripped:
-        for name, why in SOURCE_CHECKS:
-            findings.skip(name, why, "the chat template went past the audit's bounds (see template_bounds)")
-    else:
-        t = time.perf_counter()
-        inputs = available_inputs(manifest, folder, findings)
-        if inputs is None:
-            for name, why in SOURCE_CHECKS:
-                findings.skip(name, why, "an input is missing or changed (see input_available)")
-        else:
-            wrong, allowed = check_sources(views, manifest, inputs, folder, tok, renderer, probes, rules, findings,
-                                           allow_unproven)
-        timings["sources_s"] = time.perf_counter() - t
-    rejects = summarize_rejects(folder / REJECTS_NAME)
-    samples = sample_documents(views, tok, sample, wrong)
-    timings["total_s"] = time.perf_counter() - t0
-    about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
-             "options": manifest.options, "read": manifest.read_options(), "counts": manifest.counts.model_dump(),
-             "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version,
-             "manifest_version": manifest.format_version,
-             "mode": {"shards_only": shards_only, "allow_unproven": allow_unproven},
-             "allowed_drops": allowed}
-    return AuditReport(str(folder), "sftdata", findings, probes.findings, summary, samples, rejects, about,
-                       {k: round(v, 3) for k, v in timings.items()})
+
+def start_conservation(manifest: Manifest, folder: Path, inputs: list[tuple[Path, int]] | None, existing: list,
+                       tokenizer: str | None) -> ConservationProcess | nullcontext[None]:
+    """The conservation process (`audit.prelude`), started before transformers is imported, when the source
+    rows are read and it pays and can be exact: a second core, and the tokenizer a local folder with a
+    `tokenizer.json`. Otherwise (a context of None) the main process checks conservation itself."""
+    found = resolve_input(tokenizer or manifest.tokenizer.path, folder)
+    if inputs is None or cpu_count() < 2 or found is None or not (found / "tokenizer.json").is_file():
+        return nullcontext()
+    return ConservationProcess.start(manifest, folder, inputs, [folder / info.file for info in existing],
+                                     found / "tokenizer.json", frozenset(manifest.truncated_docs),
+                                     (BATCH, BATCH_CHARS))
 
 
 SOURCE_CHECKS = (
@@ -240,16 +274,13 @@ SOURCE_CHECKS = (
 )
 """The checks that need the source rows (skipped, and listed as skipped, by the weaker audits)."""
 
-_SPLIT_ID = re.compile(r"(.*)#(\d+)")
-
-
 def records_written(views: list[TokenView]) -> int:
     """Records the shards hold: documents with a plain id, plus records written only as `ID#K` documents."""
     plain: list[str] = []
     split: set[str] = set()
     for view in views:
         for doc_id in view.doc_ids:
-            m = _SPLIT_ID.fullmatch(doc_id)
+            m = SPLIT_ID.fullmatch(doc_id)
             if m:
                 split.add(m.group(1))
             else:
@@ -257,53 +288,53 @@ def records_written(views: list[TokenView]) -> int:
     return len(plain) + len(split - set(plain))
 
 
-@dataclass
-class DocIndex:
-    """Where each stored document is: by its id, and by the record id of an `ID#K` document."""
-
-    full: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
-    split: dict[str, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
-    """record id -> (K, view, doc) of each `ID#K` document."""
-
-    @classmethod
-    def build(cls, views: list[TokenView]) -> DocIndex:
-        index = cls()
-        for v, view in enumerate(views):
-            for d in np.flatnonzero(view.doc_valid).tolist():
-                doc_id = view.doc_ids[d]
-                index.full[doc_id].append((v, d))
-                m = _SPLIT_ID.fullmatch(doc_id)
-                if m:
-                    index.split[m.group(1)].append((int(m.group(2)), v, d))
-        return index
-
-
 def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, folder: Path, tok: Any,
                   renderer: Renderer, probes: ProbeResult, rules: TokenRules, findings: Findings,
-                  allow_unproven: bool) -> tuple[list[tuple], dict[str, int]]:
+                  allow_unproven: bool, conserving: ConservationProcess | None = None,
+                  meanwhile: Callable[[], None] = lambda: None) -> tuple[list[tuple], dict[str, int]]:
     """Read every source row once; re-derive each of its documents and check conservation.
 
+    With a conservation process whose tokenizer decodes as `tok`, this process checks conservation only
+    for the rows that process leaves to it (`prelude.row_claims`) and adds its findings at the end.
+    `meanwhile` runs once the workers have the first batch (before any result is read).
     Returns up to `WRONG_SHOWN` failing documents as (view, doc, expected mask or None) for the report,
     and the allowed drops by kind.
     """
     wrong: list[tuple] = []
     index = DocIndex.build(views)
     deriver = MaskDeriver(renderer, probes.eot_ids, probes.eot_texts)
-    conservation = Conservation(tok, views, DropPolicy.from_options(manifest.options), findings,
+    conservation = Conservation(tok.backend_tokenizer, views, DropPolicy.from_options(manifest.options), findings,
                                 rules.truncated_docs)
+    claims: Claims | None = None
+
+    def settle_then_meanwhile() -> None:
+        nonlocal conserving, claims
+        if conserving is not None and conserving.decodes_as(tok.backend_tokenizer):
+            claims = Claims()  # the conservation process checks every row it can pair
+        elif conserving is not None:
+            conserving.close()
+            conserving = None
+        meanwhile()
+    derived_findings = Findings()  # reported after every conservation finding: what was lost names the text
     seen: set[tuple[int, int]] = set()
     missing: list[Any] = []
     rejected = rejected_positions(folder / REJECTS_NAME)
     planned: deque[tuple[list, list]] = deque()  # (chunk, jobs) of each batch in the workers, in order
 
-    def batches() -> Iterator[list[tuple]]:
+    def planned_batches() -> Iterator[list[tuple]]:
+        started = False
         for chunk in _chunks(source_rows(manifest, inputs, findings)):
             jobs, todo = _plan(chunk, index, renderer, rejected, missing)
             planned.append((chunk, jobs))
             yield todo
+            if not started:  # the workers are forked and derive the first batch
+                started = True
+                settle_then_meanwhile()
+        if not started:
+            settle_then_meanwhile()
 
     bounds = (deriver, render_seconds(manifest))
-    for derived in _derived(forked_map(_derive, batches(), cpu_count(), _start_worker, bounds)):
+    for derived in _derived(forked_map(_derive, planned_batches(), cpu_count(), _start_worker, bounds)):
         chunk, jobs = planned.popleft()
         row_docs: list[list[tuple[int, int]]] = [[] for _ in chunk]
         paired = []
@@ -320,13 +351,19 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
             seen.add(places[0])
             row_docs[r].append(places[0])
             paired.append((places[0], result, truncated))
-        # what was lost first (it names the text), then how the tokens differ
         conservation.check([(row, docs) for row, docs in zip(chunk, row_docs, strict=True)
-                            if (row.source, row.index) not in rejected])
+                            if (row.source, row.index) not in rejected
+                            and (claims is None or row_claims(row, index, claims) is None)])
         for (v, d), result, truncated in paired:
-            outcome = compare_document(views[v], d, result, truncated, findings, rules.token_text, allow_unproven)
+            outcome = compare_document(views[v], d, result, truncated, derived_findings, rules.token_text,
+                                       allow_unproven)
             if outcome is not True and len(wrong) < WRONG_SHOWN:
                 wrong.append((v, d, outcome if isinstance(outcome, np.ndarray) else None))
+    if conserving is not None:
+        theirs, allowed = conserving.result()
+        findings.merge(theirs)
+        conservation.allowed.update(allowed)
+    findings.merge(derived_findings)
     name = ("records_accounted", "every valid source record is in the shards or in rejects.jsonl, once")
     findings.check(*name, len(seen) + len(missing))
     for record in missing[:25]:
@@ -355,39 +392,25 @@ def render_seconds(manifest: Manifest) -> float:
 def _chunks(rows: Iterator[RawRecord]) -> Iterator[list[RawRecord]]:
     """Rows in batches of at most `BATCH` rows and about `BATCH_CHARS` characters of text, so that a worker's
     renders and encodings (~80 bytes a token) stay far below its memory ceiling even for long documents."""
-    chunk: list[RawRecord] = []
-    chars = 0
-    for row in rows:
-        chunk.append(row)
-        chars += sum(len(leaf.text) for leaf in row.leaves)
-        if len(chunk) >= BATCH or chars >= BATCH_CHARS:
-            yield chunk
-            chunk, chars = [], 0
-    if chunk:
-        yield chunk
+    return batches(rows, BATCH, BATCH_CHARS)
 
 
 def _plan(chunk: list, index: DocIndex, renderer: Renderer, rejected: set, missing: list[Any]
-          ) -> tuple[list[tuple[int, Any, list[tuple[int, int]], str]], list[tuple]]:
+          ) -> tuple[list[tuple[int, Any, list[Place], str]], list[tuple]]:
     """The documents to re-derive for a batch of raw rows: (row in chunk, record, places, doc id) and the
     deriver's input for each. A record with no stored document and no reject is added to `missing`."""
-    jobs: list[tuple[int, Any, list[tuple[int, int]], str]] = []
+    jobs: list[tuple[int, Any, list[Place], str]] = []
     todo: list[tuple] = []
     for r, row in enumerate(chunk):
         for record in row.records:
-            places = index.full.get(record.doc_id, [])
-            splits = sorted(index.split.get(record.doc_id, ()))
-            if not places and not splits:
-                if (record.source, record.index) not in rejected:
-                    missing.append(record)
-                continue
-            split_turns = {k for k, _, _ in splits}
-            if places:
-                todo.append(renderer.document_input(record.messages, record.tools, record.train, split_turns))
-                jobs.append((r, record, places, record.doc_id))
-            for k, v, d in splits:
-                todo.append(renderer.turn_input(record.messages, record.tools, k))
-                jobs.append((r, record, [(v, d)], f"{record.doc_id}#{k}"))
+            stored = record_jobs(record, index)
+            if not stored and (record.source, record.index) not in rejected:
+                missing.append(record)
+            split_turns = {k for _, _, k in stored if k is not None}
+            for doc_id, places, k in stored:
+                todo.append(renderer.document_input(record.messages, record.tools, record.train, split_turns)
+                            if k is None else renderer.turn_input(record.messages, record.tools, k))
+                jobs.append((r, record, places, doc_id))
     return jobs, todo
 
 

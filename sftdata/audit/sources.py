@@ -76,6 +76,20 @@ def available_inputs(manifest: Manifest, folder: Path, findings: Findings) -> li
     return found if ok else None
 
 
+def batches(rows: Iterator[RawRecord], max_rows: int, max_chars: int) -> Iterator[list[RawRecord]]:
+    """Rows in batches of at most `max_rows` rows and about `max_chars` characters of text."""
+    chunk: list[RawRecord] = []
+    chars = 0
+    for row in rows:
+        chunk.append(row)
+        chars += sum(len(leaf.text) for leaf in row.leaves)
+        if len(chunk) >= max_rows or chars >= max_chars:
+            yield chunk
+            chunk, chars = [], 0
+    if chunk:
+        yield chunk
+
+
 def source_rows(manifest: Manifest, inputs: list[tuple[Path, int]], findings: Findings) -> Iterator[RawRecord]:
     """Every raw row of every input, interpreted under the manifest's read options, in input order."""
     read = manifest.read_options()
