@@ -89,7 +89,8 @@ def tokenizer_threads(workers: int, cores: int | None = None) -> int:
 
 
 def init_worker(parent: int, threads: int) -> None:
-    """Size the Rust thread pool, ignore Ctrl-C (the parent decides), exit if the parent dies (even by SIGKILL)."""
+    """In a worker process: size the Rust thread pool, settle the collector for the job (`sftdata.heap`), ignore
+    Ctrl-C (the parent decides), and exit if the parent dies (even by SIGKILL)."""
     # read by the tokenizers crate when its first batch builds the global rayon pool, which is after this
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"

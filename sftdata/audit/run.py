@@ -1,11 +1,16 @@
 """`audit_prepared`: the whole audit of a prepared folder, as one function over its files. It proves or fails.
 
-Order (cheap and certain first): manifest and files (sha256) -> template probes -> shard-only
-invariants and statistics per shard -> the source rows, read once (`sources`: the audit's own reader
-and row interpretation, under the manifest's recorded read options): re-derivation of every document
-(`ID` and its `ID#K` turn documents) and conservation of every text of every raw row -> rejects
-summary and samples for the report. Every step adds to one `Findings`; the result is an `AuditReport`
-that the CLI prints, writes as JSON or renders as HTML.
+Order (cheap and certain first): manifest, files and inputs (sha256) -> template probes -> the source
+rows, read once (`sources`: the audit's own reader and row interpretation, under the manifest's recorded
+read options): re-derivation of every document (`ID` and its `ID#K` turn documents) in forked workers,
+with the shard-only invariants and statistics checked while the workers start, and conservation of every
+text of every raw row -> rejects summary and samples for the report. Every step adds to one `Findings`;
+the result is an `AuditReport` that the CLI prints, writes as JSON or renders as HTML.
+
+Where the time goes, and why the work is laid out so: the main process first imports transformers and
+torch and loads the tokenizer (about a quarter of the audit on the bench, on one core). Conservation
+needs neither, so a process forked before that import checks it (`prelude`), and the main process checks
+only the rows that process leaves to it; the collector is kept off the long-lived set-up (`steady_heap`).
 
 Proves or fails: a missing or changed input (`input_available`), a mask the audit cannot re-derive
 (`mask_unproven`) and a lost text (`conservation`) are failures. The weaker audits are asked for by
@@ -171,22 +176,9 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
         reader.shutdown(wait=False)
         tok = load_tokenizer(tokenizer or manifest.tokenizer.path, folder)
         gc.freeze()  # transformers and torch live as long as the audit too (`steady_heap` thaws them at the end)
-        timings: dict[str, float] = {}
         check_tokenizer_files(tokenizer or manifest.tokenizer.path, folder, manifest, findings)
-        settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
-        renderer = Renderer(tok, settings)
-        with bounded_for_now(render_seconds(manifest)) as tripped:  # the main process renders only here
-            probes = run_probes(renderer)
-            renderer.settle()
-        findings.check("template_bounds", "the chat template renders its probe conversations within the audit's "
-                       "memory and time bounds", 1)
-        if tripped:  # as `prepare` refuses such a template before any record, the audit renders no record with it
-            findings.fail(Finding("template_bounds", Severity.error, f"the chat template went past the audit's "
-                                  f"bounds on its probe conversations: {tripped[0]}", expected="a bounded render",
-                                  found=f"{len(tripped)} render(s) stopped"))
-        rules = make_rules(tok, settings, probes, set(manifest.truncated_docs))
-        timings["setup_s"] = time.perf_counter() - t0
-
+        renderer, probes, rules, tripped = set_up_template(tok, manifest, findings)
+        timings = {"setup_s": time.perf_counter() - t0}
         loaded = readable_shards(loading, findings)
         views = [view for _, view in loaded]
         summary: dict[str, Any] = {}
@@ -212,16 +204,32 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
             timings["sources_s"] = time.perf_counter() - t - timings["shards_s"]
         rejects = summarize_rejects(folder / REJECTS_NAME)
         samples = sample_documents(views, tok, sample, wrong)
-        timings["total_s"] = time.perf_counter() - t0
-        about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
-                 "options": manifest.options, "read": manifest.read_options(), "counts": manifest.counts.model_dump(),
-                 "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version,
-                 "manifest_version": manifest.format_version,
-                 "mode": {"shards_only": shards_only, "allow_unproven": allow_unproven},
-                 "allowed_drops": allowed}
-        return AuditReport(str(folder), "sftdata", findings, probes.findings, summary, samples, rejects, about,
-                           {k: round(v, 3) for k, v in timings.items()})
+    timings["total_s"] = time.perf_counter() - t0
+    about = {"tokenizer": manifest.tokenizer.path, "inputs": [i.path for i in manifest.inputs],
+             "options": manifest.options, "read": manifest.read_options(), "counts": manifest.counts.model_dump(),
+             "packing": manifest.packing.model_dump(), "sftdata_version": manifest.sftdata_version,
+             "manifest_version": manifest.format_version,
+             "mode": {"shards_only": shards_only, "allow_unproven": allow_unproven}, "allowed_drops": allowed}
+    return AuditReport(str(folder), "sftdata", findings, probes.findings, summary, samples, rejects, about,
+                       {k: round(v, 3) for k, v in timings.items()})
 
+
+def set_up_template(tok: Any, manifest: Manifest, findings: Findings
+                    ) -> tuple[Renderer, ProbeResult, TokenRules, list[str]]:
+    """The renderer as the manifest sets it up, the template probes (end-of-turn tokens, ...) and the token rules,
+    in the main process under the audit's bounds; the last item lists the renders that went past them."""
+    settings = RenderSettings.from_options(manifest.options, manifest.chat_template)
+    renderer = Renderer(tok, settings)
+    with bounded_for_now(render_seconds(manifest)) as tripped:  # the main process renders only here
+        probes = run_probes(renderer)
+        renderer.settle()
+    findings.check("template_bounds", "the chat template renders its probe conversations within the audit's "
+                   "memory and time bounds", 1)
+    if tripped:  # as `prepare` refuses such a template before any record, the audit renders no record with it
+        findings.fail(Finding("template_bounds", Severity.error, f"the chat template went past the audit's "
+                              f"bounds on its probe conversations: {tripped[0]}", expected="a bounded render",
+                              found=f"{len(tripped)} render(s) stopped"))
+    return renderer, probes, make_rules(tok, settings, probes, set(manifest.truncated_docs)), list(tripped)
 
 
 def readable_shards(loading: list[tuple[Any, Any]], findings: Findings) -> list[tuple[Any, TokenView]]:

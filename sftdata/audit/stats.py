@@ -9,12 +9,14 @@ polars: quantiles and fixed-width histograms (a few tens of milliseconds on the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from sftdata.audit.tables import TokenView
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass
@@ -26,6 +28,8 @@ class StatsAccumulator:
     row_frames: list[pl.DataFrame] = field(default_factory=list)
 
     def add(self, view: TokenView) -> None:
+        import polars as pl  # here, not at import: the audit checks shards while its workers start
+
         if view.table is not None and "doc_lens" in view.table.column_names:
             frame = pl.from_arrow(view.table.select(["input_ids", "labels", "doc_lens"]))
             rows = frame.select(
@@ -59,6 +63,7 @@ def histogram(values: np.ndarray, bins: int, lo: float | None = None, hi: float 
 
 def summarize(acc: StatsAccumulator, capacity: int | None) -> dict[str, Any]:
     """Totals, quantiles and histograms (JSON data)."""
+    import polars as pl
     rows = pl.concat(acc.row_frames) if acc.row_frames else pl.DataFrame(
         {"tokens": [], "supervised": [], "docs": []}, schema={"tokens": pl.Int64, "supervised": pl.Int64,
                                                             "docs": pl.Int64})
