@@ -183,7 +183,7 @@ def audit_prepared(folder: str | Path, *, tokenizer: str | None = None, sample: 
         views = [view for _, view in loaded]
         summary: dict[str, Any] = {}
 
-        def check_shards() -> None:  # with source rows to check: while the workers derive the first batch
+        def check_shards() -> None:  # with source rows to check: while the workers derive their first batches
             t = time.perf_counter()
             summary.update(shard_checks(loaded, manifest, rules, findings))
             timings["shards_s"] = time.perf_counter() - t
@@ -304,7 +304,7 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
 
     With a conservation process whose tokenizer decodes as `tok`, this process checks conservation only
     for the rows that process leaves to it (`prelude.row_claims`) and adds its findings at the end.
-    `meanwhile` runs once the workers have the first batch (before any result is read).
+    `meanwhile` runs once every worker has a batch (before any result is read).
     Returns up to `WRONG_SHOWN` failing documents as (view, doc, expected mask or None) for the report,
     and the allowed drops by kind.
     """
@@ -329,20 +329,22 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
     rejected = rejected_positions(folder / REJECTS_NAME)
     planned: deque[tuple[list, list]] = deque()  # (chunk, jobs) of each batch in the workers, in order
 
+    workers = cpu_count()
+
     def planned_batches() -> Iterator[list[tuple]]:
-        started = False
+        submitted = 0
         for chunk in _chunks(source_rows(manifest, inputs, findings)):
             jobs, todo = _plan(chunk, index, renderer, rejected, missing)
             planned.append((chunk, jobs))
             yield todo
-            if not started:  # the workers are forked and derive the first batch
-                started = True
+            submitted += 1
+            if submitted == workers:  # every worker has a batch: none waits while this process checks the rest
                 settle_then_meanwhile()
-        if not started:
+        if submitted < workers:
             settle_then_meanwhile()
 
     bounds = (deriver, render_seconds(manifest))
-    for derived in _derived(forked_map(_derive, planned_batches(), cpu_count(), _start_worker, bounds)):
+    for derived in _derived(forked_map(_derive, planned_batches(), workers, _start_worker, bounds)):
         chunk, jobs = planned.popleft()
         row_docs: list[list[tuple[int, int]]] = [[] for _ in chunk]
         paired = []
