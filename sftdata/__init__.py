@@ -25,7 +25,7 @@ from sftdata.tokens import IGNORE_INDEX, Example
 # public name -> module that defines it (imported on first use)
 _LAZY = {
     **dict.fromkeys(("Conversation", "Message", "Problem", "Reject", "Role", "ToolCall", "parse_conversation"),
-                    "sftdata.records"),  # pydantic models: building them is a tenth of a second the audit never needs
+                    "sftdata.records"),  # pydantic models the audit never needs: off its serial start-up
     "read_rows": "sftdata.readers",
     "to_records": "sftdata.validate",
     "validate_records": "sftdata.validate",

@@ -23,8 +23,7 @@ from test_audit import CONVERSATIONS, write_folder
 from sftdata.audit import audit_prepared, prelude
 from sftdata.audit.conserve import Conservation
 from sftdata.audit.findings import MAX_PER_CHECK, Finding, Findings, Severity
-from sftdata.audit.pairing import DEFER, Claims, DocIndex
-from sftdata.audit.prelude import row_claims
+from sftdata.audit.pairing import DEFER, Claims, DocIndex, row_claims
 from sftdata.errors import SftdataError
 from sftdata.fingerprint import file_sha256
 from sftdata.manifest import Manifest

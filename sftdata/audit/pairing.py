@@ -85,3 +85,19 @@ class Claims:
             return None
         self.taken.add(free[0])
         return free[0]
+
+
+def row_claims(row: Any, index: DocIndex, claims: Claims) -> list[Place] | None:
+    """The documents of one raw row as far as `claims` is certain (None: the main process pairs this row).
+
+    Every job of the row is claimed, even after one defers, so that both processes' `Claims` stay alike."""
+    docs: list[Place] = []
+    deferred = False
+    for record in row.records:
+        for _, places, _ in record_jobs(record, index):
+            got = claims.claim(places)
+            if got == DEFER:
+                deferred = True
+            elif got is not None:
+                docs.append(got)
+    return None if deferred else docs

@@ -34,7 +34,7 @@ from typing import Any
 
 from sftdata.audit.conserve import Conservation, DropPolicy
 from sftdata.audit.findings import Findings
-from sftdata.audit.pairing import Claims, DocIndex, Place, record_jobs
+from sftdata.audit.pairing import Claims, DocIndex, row_claims
 from sftdata.audit.sources import batches, rejected_positions, source_rows
 from sftdata.audit.tables import shard_view
 from sftdata.errors import InputError, SftdataError
@@ -45,22 +45,6 @@ from sftdata.pool import CPUS_ENV, init_worker
 def fingerprint(backend: Any) -> str:
     """sha256 of a `tokenizers.Tokenizer`'s full serialisation: equal fingerprints decode every id alike."""
     return hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()
-
-
-def row_claims(row: Any, index: DocIndex, claims: Claims) -> list[Place] | None:
-    """The documents of one raw row as far as `claims` is certain (None: the main process pairs this row).
-
-    Every job of the row is claimed, even after one defers, so that both processes' `Claims` stay alike."""
-    docs: list[Place] = []
-    deferred = False
-    for record in row.records:
-        for _, places, _ in record_jobs(record, index):
-            got = claims.claim(places)
-            if isinstance(got, str):
-                deferred = True
-            elif got is not None:
-                docs.append(got)
-    return None if deferred else docs
 
 
 class ConservationProcess:

@@ -46,8 +46,8 @@ from sftdata.audit.findings import Finding, Findings, Severity
 from sftdata.audit.integrity import check_files, check_metadata, check_shard_counts, check_totals
 from sftdata.audit.invariants import TokenRules, check_view
 from sftdata.audit.normal import RawRecord
-from sftdata.audit.pairing import SPLIT_ID, Claims, DocIndex, Place, record_jobs
-from sftdata.audit.prelude import ConservationProcess, row_claims
+from sftdata.audit.pairing import SPLIT_ID, Claims, DocIndex, Place, record_jobs, row_claims
+from sftdata.audit.prelude import ConservationProcess
 from sftdata.audit.probes import ProbeResult, run_probes
 from sftdata.audit.rederive import Derived, MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
@@ -303,7 +303,7 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
     """Read every source row once; re-derive each of its documents and check conservation.
 
     With a conservation process whose tokenizer decodes as `tok`, this process checks conservation only
-    for the rows that process leaves to it (`prelude.row_claims`) and adds its findings at the end.
+    for the rows that process leaves to it (`pairing.row_claims`) and adds its findings at the end.
     `meanwhile` runs once every worker has a batch (before any result is read).
     Returns up to `WRONG_SHOWN` failing documents as (view, doc, expected mask or None) for the report,
     and the allowed drops by kind.
