@@ -323,12 +323,12 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
             conserving.close()
             conserving = None
         meanwhile()
+
     derived_findings = Findings()  # reported after every conservation finding: what was lost names the text
     seen: set[tuple[int, int]] = set()
     missing: list[Any] = []
     rejected = rejected_positions(folder / REJECTS_NAME)
     planned: deque[tuple[list, list]] = deque()  # (chunk, jobs) of each batch in the workers, in order
-
     workers = cpu_count()
 
     def planned_batches() -> Iterator[list[tuple]]:
@@ -361,9 +361,10 @@ def check_sources(views: list[TokenView], manifest: Manifest, inputs: list, fold
             seen.add(places[0])
             row_docs[r].append(places[0])
             paired.append((places[0], result, truncated))
-        conservation.check([(row, docs) for row, docs in zip(chunk, row_docs, strict=True)
-                            if (row.source, row.index) not in rejected
-                            and (claims is None or row_claims(row, index, claims) is None)])
+        # every row is claimed, rejected or not, as the conservation process claims it, so both stay alike
+        ours = [claims is None or row_claims(row, index, claims) is None for row in chunk]
+        conservation.check([(row, docs) for row, docs, mine in zip(chunk, row_docs, ours, strict=True)
+                            if mine and (row.source, row.index) not in rejected])
         for (v, d), result, truncated in paired:
             outcome = compare_document(views[v], d, result, truncated, derived_findings, rules.token_text,
                                        allow_unproven)
