@@ -140,10 +140,10 @@ def test_a_worker_killed_from_outside_ends_the_audit_with_a_clear_error(tmp_path
 
 def test_batches_are_cut_by_text_size_so_long_documents_stay_under_the_ceiling(tmp_path, monkeypatch):
     from sftdata.audit import audit_prepared, run
-    from sftdata.audit.normal import Leaf, RawRecord
+    from sftdata.audit.normal import RawRecord
 
     def rows(*sizes: int) -> list[RawRecord]:
-        return [RawRecord("s", i, [], [Leaf("p", "x" * n, "content")]) for i, n in enumerate(sizes)]
+        return [RawRecord("s", i, [], chars=n) for i, n in enumerate(sizes)]
 
     monkeypatch.setattr(run, "BATCH_CHARS", 20)
     monkeypatch.setattr(run, "BATCH", 3)
@@ -154,3 +154,46 @@ def test_batches_are_cut_by_text_size_so_long_documents_stay_under_the_ceiling(t
     report = audit_prepared(_prepared(tmp_path), sample=0)
     assert report.passed
     assert report.findings.checks["ids_match"].checked == len(ROWS)
+
+
+def test_a_rows_size_counts_every_text_its_documents_render_from():
+    """The batch bound is measured on the rendered conversations without reading the row's texts (main leaves
+    most texts to the conservation process): it must still be at least the texts' length, in every format,
+    tool calls, tools, reasoning and OASST branches included."""
+    from sftdata.audit.normal import read_row
+
+    big = "long text " * 300
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": json.dumps({"q": big})}}
+    rows = [
+        ("messages", {"messages": [{"role": "user", "content": "hi"},
+                                   {"role": "assistant", "content": "", "tool_calls": [call]},
+                                   {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+                                   {"role": "assistant", "content": [{"type": "reasoning", "text": big},
+                                                                     {"type": "text", "text": "done"}]}],
+                      "tools": [{"name": "lookup", "description": big, "parameters": {"type": "object"}}]}),
+        ("messages", {"system": big, "messages": [{"role": "user", "content": "q"},
+                                                  {"role": "assistant", "content": "a", "reasoning_content": big}]}),
+        ("sharegpt", {"conversations": [{"from": "human", "value": "q"},
+                                        {"from": "function_call", "value": json.dumps({"name": "f", "arguments":
+                                                                                       {"x": big}})},
+                                        {"from": "observation", "value": big}, {"from": "gpt", "value": "a"}],
+                      "tools": json.dumps([{"name": "f", "description": big}])}),
+        ("alpaca", {"system": "s", "history": [[big, big]], "instruction": big, "input": big, "output": big}),
+        ("prompt_completion", {"prompt": [{"role": "user", "content": big}], "completion": big}),
+        ("oasst", {"prompt": {"role": "prompter", "text": big, "replies": [
+            {"role": "assistant", "text": big, "replies": [{"role": "prompter", "text": big, "replies": [
+                {"role": "assistant", "text": big}]}]},
+            {"role": "assistant", "text": "short"}]}}),
+    ]
+    example = Path(__file__).parents[1] / "sftdata" / "data" / "example.jsonl"  # every shape the project ships
+    for line in example.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # the example's deliberately broken rows
+        if isinstance(row, dict) and isinstance(row.get("messages"), list):
+            rows.append(("messages", row))
+    for fmt, row in rows:
+        record = read_row(row, fmt, "in.jsonl", 0)
+        texts = sum(len(leaf.text) for leaf in record.leaves)
+        assert record.records and texts > 0 and record.chars >= texts, (fmt, record.chars, texts)

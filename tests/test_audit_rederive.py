@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import requires_shared
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sftdata.audit.probes import run_probes
 from sftdata.audit.rederive import MaskDeriver
@@ -113,3 +115,27 @@ def test_a_record_the_template_raises_on_fails_alone_in_its_batch(test_tokenizer
     derived = d_prefix.derive_batch([batch[0], batch[3]])
     assert not derived[0].unproven
     assert derived[1].unproven == ["messages[3]: the template raised on the prefix (boom)"]
+
+
+@given(st.lists(st.tuples(st.integers(-1, 40), st.booleans(), st.lists(st.text(max_size=5), max_size=2),
+                          st.one_of(st.none(), st.text(max_size=5))), max_size=30))
+def test_a_batch_travels_from_the_worker_as_arrays_and_unpacks_to_the_same_results(shapes):
+    """Any mix of results (ids with or without a mask, none, empty, unproven, errors) comes back as it went."""
+    import pickle
+
+    from sftdata.audit.rederive import Derived, DerivedBatch
+
+    rng = np.random.default_rng(len(shapes))
+    sent = []
+    for n, masked, unproven, error in shapes:
+        ids = None if n < 0 else rng.integers(0, 2**40, n)
+        sup = rng.random(n) < 0.5 if ids is not None and masked else None
+        sent.append(Derived(ids=ids, supervised=sup, unproven=unproven, error=error))
+    back = pickle.loads(pickle.dumps(DerivedBatch.of(sent))).unpack()
+    assert len(back) == len(sent)
+    for a, b in zip(sent, back, strict=True):
+        assert (a.unproven, a.error) == (b.unproven, b.error)
+        for x, y in ((a.ids, b.ids), (a.supervised, b.supervised)):
+            assert (x is None) == (y is None)
+            if x is not None:
+                assert x.dtype == y.dtype and np.array_equal(x, y)

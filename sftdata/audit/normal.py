@@ -82,12 +82,27 @@ class SourceRecord:
 
 @dataclass(slots=True)
 class RawRecord:
-    """A raw row: its conversations and its texts."""
+    """A raw row: its conversations, their size, and its texts.
+
+    The texts (`leaves`) are read from the row when first asked for: only conservation needs them, and
+    the main process leaves most rows' conservation to the conservation process (`audit.prelude`)."""
 
     source: str
     index: int
     records: list[SourceRecord] = field(default_factory=list)
-    leaves: list[Leaf] = field(default_factory=list)
+    chars: int = 0
+    """About how many characters the row's documents render from: what a worker holds for the row."""
+    texts: list[Leaf] | None = None
+    row: tuple[dict[str, Any], str] | None = None
+    """The column-mapped row and its format, until `leaves` reads its texts."""
+
+    @property
+    def leaves(self) -> list[Leaf]:
+        """Every text of the row that must reach its documents."""
+        if self.texts is None:
+            self.texts = _texts(*self.row, self.records) if self.row is not None else []
+            self.row = None
+        return self.texts
 
 
 def apply_column_map(row: Mapping[str, Any], mapping: Mapping[str, str] | None) -> dict[str, Any]:
@@ -112,20 +127,42 @@ def read_row(row: dict[str, Any], fmt: str, source: str, index: int, oasst_top: 
     out = RawRecord(source, index)
     if fmt == "oasst":
         _oasst(row, source, index, oasst_top, out)
-        return out
-    messages, tools = _conversation(row, fmt)
-    if messages is not None:
-        out.records.append(SourceRecord(row_id(row, source, index), source, index,
-                                        [{k: v for k, v in m.items() if k != "train"} for m in messages], tools,
-                                        [m.get("train") for m in messages]))
-    for key in USED_COLUMNS.get(fmt, ()):
-        if key in row:
-            out.leaves.extend(_leaves(row[key], key, _kind_of(key), None))
-    _mark_turns(row, fmt, out)
+    else:
+        messages, tools = _conversation(row, fmt)
+        if messages is not None:
+            out.records.append(SourceRecord(row_id(row, source, index), source, index,
+                                            [{k: v for k, v in m.items() if k != "train"} for m in messages],
+                                            tools, [m.get("train") for m in messages]))
+        out.row = (row, fmt)
+    out.chars = _size(out.records)
     return out
 
 
+def _size(records: list[SourceRecord]) -> int:
+    """Characters of the strings, tool calls and tools the records render from (cheap: a bound, not texts)."""
+    size = 0
+    for record in records:
+        if record.tools:
+            size += len(str(record.tools))
+        for m in record.messages:
+            for key, value in m.items():
+                if isinstance(value, str):
+                    size += len(value)
+                elif key == "tool_calls":
+                    size += len(str(value))
+    return size
+
+
 # -- texts --------------------------------------------------------------------------------------------
+def _texts(row: dict[str, Any], fmt: str, records: list[SourceRecord]) -> list[Leaf]:
+    """The texts of a row in a conversation format (OASST rows list theirs while walking their paths)."""
+    leaves: list[Leaf] = []
+    for key in USED_COLUMNS.get(fmt, ()):
+        if key in row:
+            leaves.extend(_leaves(row[key], key, _kind_of(key), None))
+    return _mark_turns(row, fmt, records, leaves)
+
+
 def _kind_of(key: str) -> str:
     return {"system": "system", "tools": "tools"}.get(key, "content")
 
@@ -194,14 +231,14 @@ def _split_think(text: str, path: str, kind: str, role: str | None) -> Iterator[
     yield Leaf(path, text, kind)
 
 
-def _mark_turns(row: dict[str, Any], fmt: str, out: RawRecord) -> None:
+def _mark_turns(row: dict[str, Any], fmt: str, records: list[SourceRecord], leaves: list[Leaf]) -> list[Leaf]:
     """Attach the message index of the record to each reasoning leaf (for `masking: last` drops)."""
-    if not out.records or not any(leaf.kind == "reasoning" for leaf in out.leaves):
-        return
-    messages = out.records[0].messages
+    if not records or not any(leaf.kind == "reasoning" for leaf in leaves):
+        return leaves
+    messages = records[0].messages
     offset = 1 if messages and messages[0].get("role") == "system" and row.get("system") else 0
     marked = []
-    for leaf in out.leaves:
+    for leaf in leaves:
         if leaf.kind == "reasoning" and leaf.turn is None:
             head = leaf.path.split(".")[0]
             if "[" in head:
@@ -213,7 +250,7 @@ def _mark_turns(row: dict[str, Any], fmt: str, out: RawRecord) -> None:
             elif fmt in ("alpaca", "prompt_completion"):
                 leaf = Leaf(leaf.path, leaf.text, leaf.kind, len(messages) - 1)
         marked.append(leaf)
-    out.leaves = marked
+    return marked
 
 
 # -- conversations ------------------------------------------------------------------------------------
@@ -339,6 +376,8 @@ def _sharegpt(row: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 # -- OASST trees ----------------------------------------------------------------------------------------
 def _oasst(row: dict[str, Any], source: str, index: int, top: bool, out: RawRecord) -> None:
+    texts: list[Leaf] = []
+    out.texts = texts
     root = row.get("prompt") if "prompt" in row else row
     if not isinstance(root, Mapping):
         return
@@ -350,7 +389,7 @@ def _oasst(row: dict[str, Any], source: str, index: int, top: bool, out: RawReco
             path = path[:-1]
         if not path:
             continue
-        out.leaves.extend(Leaf(f"{w}.text", n["text"], "content") for w, n in path
+        texts.extend(Leaf(f"{w}.text", n["text"], "content") for w, n in path
                           if id(n) not in seen and isinstance(n.get("text"), str))
         seen.update(id(n) for _, n in path)
         leaf_id = path[-1][1].get("message_id")

@@ -64,6 +64,51 @@ class Derived:
     """The template raised: nothing could be rendered."""
 
 
+@dataclass
+class DerivedBatch:
+    """A batch of `Derived` as a few arrays: what a worker sends back to the main process.
+
+    Pickling two small arrays per document cost ~8 µs a document to send and ~4 µs to receive, on both
+    cores at once; a batch of 1,024 documents now pickles as two concatenated arrays."""
+
+    ids: np.ndarray
+    supervised: np.ndarray
+    lengths: np.ndarray
+    """Tokens of each document; -1 where no ids were derived."""
+    masked: np.ndarray
+    """Whether each document has a supervision mask (its length is the ids')."""
+    notes: dict[int, tuple[list[str], str | None]]
+    """(unproven, error) of the documents that have either."""
+
+    @classmethod
+    def of(cls, results: list[Derived]) -> DerivedBatch:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(ids=np.concatenate([empty, *(d.ids for d in results if d.ids is not None)]),
+                   supervised=np.concatenate([np.zeros(0, dtype=bool),
+                                              *(d.supervised for d in results if d.supervised is not None)]),
+                   lengths=np.array([-1 if d.ids is None else len(d.ids) for d in results], dtype=np.int64),
+                   masked=np.array([d.supervised is not None for d in results], dtype=bool),
+                   notes={i: (d.unproven, d.error) for i, d in enumerate(results)
+                          if d.unproven or d.error is not None})
+
+    def unpack(self) -> list[Derived]:
+        """The batch's `Derived`, in order (their arrays are views of the batch's)."""
+        out: list[Derived] = []
+        start = mask_start = 0
+        for i, (n, masked) in enumerate(zip(self.lengths.tolist(), self.masked.tolist(), strict=True)):
+            unproven, error = self.notes.get(i, ([], None))
+            if n < 0:
+                out.append(Derived(unproven=unproven, error=error))
+                continue
+            sup = None
+            if masked:
+                sup = self.supervised[mask_start:mask_start + n]
+                mask_start += n
+            out.append(Derived(ids=self.ids[start:start + n], supervised=sup, unproven=unproven, error=error))
+            start += n
+        return out
+
+
 def _trained_turns(messages: list[dict], train_flags: list[bool | None], masking: str) -> list[int]:
     assistants = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
     last = assistants[-1] if assistants else -1

@@ -49,7 +49,7 @@ from sftdata.audit.normal import RawRecord
 from sftdata.audit.pairing import SPLIT_ID, Claims, DocIndex, Place, record_jobs, row_claims
 from sftdata.audit.prelude import ConservationProcess
 from sftdata.audit.probes import ProbeResult, run_probes
-from sftdata.audit.rederive import Derived, MaskDeriver
+from sftdata.audit.rederive import Derived, DerivedBatch, MaskDeriver
 from sftdata.audit.render import Renderer, RenderSettings
 from sftdata.audit.sources import available_inputs, batches, rejected_positions, resolve_input, source_rows
 from sftdata.audit.stats import StatsAccumulator, summarize
@@ -425,10 +425,11 @@ def _plan(chunk: list, index: DocIndex, renderer: Renderer, rejected: set, missi
     return jobs, todo
 
 
-def _derived(results: Iterator[list[Derived]]) -> Iterator[list[Derived]]:
+def _derived(results: Iterator[DerivedBatch]) -> Iterator[list[Derived]]:
     """The workers' results; a worker killed from outside ends the audit with a clear error, not a traceback."""
     try:
-        yield from results
+        for batch in results:
+            yield batch.unpack()
     except BrokenProcessPool as err:
         raise SftdataError("an audit worker process died while re-deriving the records (killed from outside: "
                            "the kernel's out-of-memory killer or a signal), so the audit did not finish. Give it "
@@ -445,10 +446,10 @@ def _start_worker(deriver: MaskDeriver, render_seconds: float) -> None:
     bound_this_process(render_seconds)
 
 
-def _derive(todo: list[tuple]) -> list[Derived]:
+def _derive(todo: list[tuple]) -> DerivedBatch:
     """Re-derive one batch in a worker (the parent pairs, compares and checks conservation meanwhile)."""
     assert _deriver is not None
-    return _deriver.derive_batch(todo) if todo else []
+    return DerivedBatch.of(_deriver.derive_batch(todo) if todo else [])
 
 
 def summarize_rejects(path: Path) -> dict[str, Any]:

@@ -77,12 +77,12 @@ def available_inputs(manifest: Manifest, folder: Path, findings: Findings) -> li
 
 
 def batches(rows: Iterator[RawRecord], max_rows: int, max_chars: int) -> Iterator[list[RawRecord]]:
-    """Rows in batches of at most `max_rows` rows and about `max_chars` characters of text."""
+    """Rows in batches of at most `max_rows` rows and about `max_chars` characters their documents render from."""
     chunk: list[RawRecord] = []
     chars = 0
     for row in rows:
         chunk.append(row)
-        chars += sum(len(leaf.text) for leaf in row.leaves)
+        chars += row.chars
         if len(chunk) >= max_rows or chars >= max_chars:
             yield chunk
             chunk, chars = [], 0
