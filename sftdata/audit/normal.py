@@ -390,7 +390,7 @@ def _oasst(row: dict[str, Any], source: str, index: int, top: bool, out: RawReco
         if not path:
             continue
         texts.extend(Leaf(f"{w}.text", n["text"], "content") for w, n in path
-                          if id(n) not in seen and isinstance(n.get("text"), str))
+                     if id(n) not in seen and isinstance(n.get("text"), str))
         seen.update(id(n) for _, n in path)
         leaf_id = path[-1][1].get("message_id")
         doc_id = ":".join(str(x) for x in (tree, leaf_id) if x is not None) or f"{source}:{index}"
