@@ -156,3 +156,39 @@ def test_trl_packed_documents_come_from_seq_lengths(trl_datasets):
     assert checks["span_end_not_eot"].failed == 12
     rows = report.stats["docs_per_row"]["hist"]
     assert sum(n * c for n, c in zip(rows["edges"], rows["counts"], strict=False)) == 12
+
+
+def test_what_a_dataset_was_meant_to_train_is_one_closed_model_for_the_function_and_the_flags(
+        tmp_path, test_tokenizer, tok_dir):
+    """`audit.intent.DatasetIntent` is the one declaration: `audit_dataset` refuses a value outside it, the CLI too
+    (its flags are the model's fields), the value reaches the re-derivation, and a prepared folder (whose manifest
+    records what it trains) refuses the flags instead of ignoring them."""
+    from typer.testing import CliRunner
+
+    from sftdata.audit.intent import Masking
+    from sftdata.chat.options import Masking as WriterMasking
+    from sftdata.cli import app
+    from sftdata.errors import ConfigError
+
+    assert [m.value for m in Masking] == [m.value for m in WriterMasking]  # one vocabulary, written twice on purpose
+    docs = _tokenized(test_tokenizer)  # every assistant turn trained
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"input_ids": [d[0] for d in docs], "assistant_masks": [d[1] for d in docs],
+                             "messages": ROWS}), path)
+    with pytest.raises(ConfigError, match=r"--masking: Input should be 'assistant', 'last' or 'all' \(got 'nope'\)"):
+        audit_dataset(path, tok_dir, masking="nope")
+    assert audit_dataset(path, tok_dir).passed
+    meant_last = audit_dataset(path, tok_dir, masking="last")  # the two-turn row trains its first reply too
+    assert meant_last.findings.checks["mask_match"].failed == 1
+
+    runner = CliRunner()  # each field is a flag with its docstring as help: tests/test_cli_flags.py
+    bad = runner.invoke(app, ["audit", str(path), "-t", tok_dir, "--masking", "nope"])
+    assert bad.exit_code == 2 and "'assistant', 'last' or 'all'" in bad.output
+    last = runner.invoke(app, ["audit", str(path), "-t", tok_dir, "--masking", "last", "--json"])
+    assert last.exit_code == 1 and json.loads(last.stdout.splitlines()[-1])["about"]["options"]["masking"] == "last"
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "manifest.json").write_text("{}", encoding="utf-8")
+    for flags in (["--masking", "last"], ["--no-train-eot"], ["--chat-template", "t.jinja"]):
+        refused = runner.invoke(app, ["audit", str(prepared), *flags])
+        assert refused.exit_code == 2 and "other tools' datasets only" in " ".join(refused.output.split()), flags

@@ -21,6 +21,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
+from sftdata.audit.intent import DatasetIntent
 from sftdata.chat.options import DropKind, Masking, MaskOptions
 from sftdata.cli import app
 from sftdata.cli.flags import model_flags, overrides, with_flags
@@ -33,6 +34,7 @@ NON_CONFIG = {
     "train": {"config"},
     "validate": {"inputs", "rejects", "max_reject_fraction", "as_json"},
     "inspect": {"input", "tokenizer", "row"},
+    "audit": {"path", "tokenizer", "chat_template", "report", "sample", "shards_only", "allow_unproven", "as_json"},
 }
 """Parameters of each command that are not config fields (named here, on purpose, one by one)."""
 
@@ -41,8 +43,10 @@ COMMAND_MODELS = {
     "train": (TrainConfig, None),
     "validate": (ReadOptions, None),
     "inspect": (PipelineConfig, ("read", "mask")),
+    "audit": (DatasetIntent, None),
 }
-"""The model each command's options come from (inspect: only the read and mask options)."""
+"""The model each command's options come from (inspect: only the read and mask options; audit: what another
+tool's dataset was meant to train)."""
 
 KEPT_NAMES = {"prepare": {"-t", "-f", "-w", "-o", "-c", "--masking", "--train-eot", "--no-train-eot", "--column-map",
                           "--template-kwargs", "--max-length", "--too-long", "--pack-window", "--rows-per-shard",
@@ -51,7 +55,9 @@ KEPT_NAMES = {"prepare": {"-t", "-f", "-w", "-o", "-c", "--masking", "--train-eo
               "train": {"-c", "--model-config", "--max-steps", "--micro-batch-size", "--grad-accum", "--log-every",
                         "--no-progress", "--activation-checkpointing", "--compile", "--eval-shards"},
               "inspect": {"-t", "-n", "-f", "--masking", "--chat-template", "--prompt-format"},
-              "validate": {"-f", "--column-map", "--rejects", "--max-reject-fraction", "--oasst-paths", "--max-chars"}}
+              "validate": {"-f", "--column-map", "--rejects", "--max-reject-fraction", "--oasst-paths", "--max-chars"},
+              "audit": {"-t", "--masking", "--no-train-eot", "--date", "--chat-template", "--shards-only",
+                        "--allow-unproven", "--json", "--report", "--sample"}}
 """Option names that existed before the derivation and must keep working."""
 
 
@@ -289,3 +295,11 @@ def test_mask_options_alone_give_the_same_flags_as_inside_the_pipeline():
     alone = {f.name: f.decls for f in model_flags(MaskOptions)}
     nested = {f.name: f.decls for f in model_flags(PipelineConfig) if f.path[0] == "mask"}
     assert alone == nested
+
+
+def test_the_cli_reads_the_audit_flags_without_loading_the_audit():
+    """Every command starts by building the CLI; the audit's flags come from `audit.intent`, and must not bring
+    the audit itself (numpy views, pyarrow, the renderer) into `prepare`'s start-up."""
+    code = "import sys, sftdata.cli; print(sorted(m for m in sys.modules if m.startswith('sftdata.audit')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['sftdata.audit', 'sftdata.audit.intent']"

@@ -17,9 +17,20 @@ The audit never imports the writer's mask engine (`sftdata.chat`), `sftdata.prep
 format adapters and validation (`sftdata.readers`, `sftdata.formats`, `sftdata.validate`).
 """
 
-from sftdata.audit.findings import Finding, Findings, Severity
-from sftdata.audit.foreign import audit_dataset
-from sftdata.audit.html import write_html
-from sftdata.audit.run import AuditReport, audit_prepared
+from __future__ import annotations
 
-__all__ = ["AuditReport", "Finding", "Findings", "Severity", "audit_dataset", "audit_prepared", "write_html"]
+import importlib
+from typing import Any
+
+_HOMES = {"Finding": "findings", "Findings": "findings", "Severity": "findings", "audit_dataset": "foreign",
+          "write_html": "html", "AuditReport": "run", "audit_prepared": "run"}
+"""Each public name's module, imported on first use: the CLI reads `audit.intent` for its flags at start-up
+without loading the audit (numpy, pyarrow, the renderer) into every other command."""
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

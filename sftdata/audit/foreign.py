@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from sftdata.audit.compare import compare_document
 from sftdata.audit.findings import Finding, Findings, Severity
+from sftdata.audit.intent import dataset_intent
 from sftdata.audit.invariants import check_view
 from sftdata.audit.probes import run_probes
 from sftdata.audit.rederive import MaskDeriver
@@ -133,13 +134,17 @@ def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None
         sanitize: whether control-token text in messages was encoded as plain text (HF default: no).
         date: the date the template printed (Llama 3.x), if pinned.
         allow_unproven: a mask that cannot be re-derived from `messages` is a warning, not a failure.
+
+    Raises:
+        ConfigError: an option outside its choices (`audit.intent.DatasetIntent`), before anything is read.
     """
     t0 = time.perf_counter()
+    intent = dataset_intent(masking=masking, train_eot=train_eot, sanitize=sanitize, date=date)
     path = Path(path)
     tok = load_tokenizer(tokenizer)
     template = Path(chat_template).read_text(encoding="utf-8") if chat_template else None
-    settings = RenderSettings(chat_template=template, masking=masking, train_eot=train_eot, sanitize=sanitize,
-                              date=date)
+    settings = RenderSettings(chat_template=template, masking=str(intent.masking), train_eot=intent.train_eot,
+                              sanitize=intent.sanitize, date=intent.date)
     renderer = Renderer(tok, settings)
     probes = run_probes(renderer)
     rules = make_rules(tok, settings, probes, set())
@@ -162,7 +167,7 @@ def audit_dataset(path: str | Path, tokenizer: str, *, chat_template: str | None
                     wrong.append((len(views) - 1, d, want))
     summary = summarize(stats, None)
     about: dict[str, Any] = {"tokenizer": tokenizer, "columns": described,
-                             "options": {"masking": masking, "train_eot": train_eot, "sanitize": sanitize},
+                             "options": intent.model_dump(mode="json", exclude={"date"}),
                              "mode": {"shards_only": False, "allow_unproven": allow_unproven}}
     samples = sample_documents(views, tok, sample, wrong)
     return AuditReport(str(path), "dataset", findings, probes.findings, summary, samples, {}, about,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from sftdata.audit.intent import DatasetIntent
 from sftdata.cli import skip_teardown
+from sftdata.cli.flags import model_flags, overrides, with_flags
 
 EPILOG = """\
 Examples:
@@ -37,11 +39,16 @@ expected and found); 2 unreadable input or bad arguments.
 TERMINAL_PER_CHECK = 5
 """Located failures printed per check; --json and --report hold more."""
 
+FLAGS = model_flags(DatasetIntent)
+"""What another tool's dataset was meant to train (`audit.intent`); a prepared folder's come from its manifest."""
+PANEL = "Other tools' datasets (what was meant to be trained)"
+
 
 def register(app: typer.Typer) -> None:
     app.command("audit", epilog=EPILOG, no_args_is_help=True)(audit)
 
 
+@with_flags(FLAGS, {f.path[0]: PANEL for f in FLAGS})
 def audit(
     path: Annotated[str, typer.Argument(help="A folder written by `sftdata prepare`, or (with --tokenizer) a "
                                         "tokenized dataset: save_to_disk folder, .parquet or .arrow.",
@@ -53,18 +60,13 @@ def audit(
     report: Annotated[str | None, typer.Option("--report", help="Write the self-contained HTML report here.",
                       show_default=False)] = None,
     sample: Annotated[int, typer.Option("--sample", min=0, help="Documents shown token by token in the report.")] = 8,
-    masking: Annotated[str, typer.Option("--masking", help="Other tools' datasets: what was meant to be trained "
-                       "(assistant, last, all).")] = "assistant",
-    no_train_eot: Annotated[bool, typer.Option("--no-train-eot", help="Other tools' datasets: end-of-turn tokens "
-                            "are meant to be untrained.")] = False,
-    date: Annotated[str | None, typer.Option("--date", help="Other tools' datasets: the date the template printed "
-                    "(Llama 3.x 'Today Date'), e.g. '26 Jul 2024'; default: today.", show_default=False)] = None,
     shards_only: Annotated[bool, typer.Option("--shards-only", help="The weaker audit, by name: skip the source "
                            "rows (no re-derivation, no conservation check); the shard invariants still run and "
                            "the report lists what was skipped.")] = False,
     allow_unproven: Annotated[bool, typer.Option("--allow-unproven", help="A mask the audit cannot re-derive is a "
                               "warning, not a failure (the report still lists each one).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    **values: Any,
 ) -> None:
     """Check every label independently of the code that wrote it; report located failures and template findings."""
     from pathlib import Path
@@ -75,15 +77,20 @@ def audit(
     from sftdata.manifest import MANIFEST_NAME
 
     err = Console(stderr=True)
+    intent = overrides(FLAGS, values)
     if (Path(path) / MANIFEST_NAME).is_file():
+        if intent or chat_template:
+            given = [f.option for f in FLAGS if f.name in intent] + (["--chat-template"] if chat_template else [])
+            raise typer.BadParameter(f"{', '.join(given)}: for other tools' datasets only; {path} was written by "
+                                     f"`sftdata prepare`, and its {MANIFEST_NAME} records what it trains")
         result = audit_prepared(path, tokenizer=tokenizer, sample=sample, shards_only=shards_only,
                                 allow_unproven=allow_unproven)
     elif tokenizer is None:
         raise typer.BadParameter(f"{path} has no {MANIFEST_NAME}: to audit another tool's dataset pass "
                                  "--tokenizer (and --chat-template if it used its own)")
     else:
-        result = audit_dataset(path, tokenizer, chat_template=chat_template, sample=sample, masking=masking,
-                               train_eot=not no_train_eot, date=date, allow_unproven=allow_unproven)
+        result = audit_dataset(path, tokenizer, chat_template=chat_template, sample=sample,
+                               allow_unproven=allow_unproven, **intent)
     if report:
         write_html(result, report)
     if as_json:

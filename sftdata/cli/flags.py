@@ -201,7 +201,7 @@ def with_flags(flags: list[Flag], panels: Mapping[str, str] | None = None) -> Ca
 
     The function's own parameters come first (inputs, `--out`, `--config`...); the flags replace its
     `**values`, which receives them by leaf name. `panels` maps a nested model's key to the help panel
-    its options are listed under (`{"mask": "Masking options"}`).
+    its options are listed under (`{"mask": "Masking options"}`); a top-level field's own name places it.
     """
     def decorate(func: Callable) -> Callable:
         sig = inspect.signature(func, eval_str=True)
@@ -209,7 +209,7 @@ def with_flags(flags: list[Flag], panels: Mapping[str, str] | None = None) -> Ca
         clash = {p.name for p in own} & {f.name for f in flags}
         if clash:
             raise ValueError(f"{func.__name__}: parameters {sorted(clash)} are also config fields")
-        extra = [f.parameter((panels or {}).get(f.path[0]) if len(f.path) > 1 else None) for f in flags]
+        extra = [f.parameter((panels or {}).get(f.path[0])) for f in flags]
         func.__signature__ = sig.replace(parameters=[  # type: ignore[attr-defined]
             *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own), *extra])
         return func
