@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`prepare` then `audit` with every chat template in ../shared/fixtures: does the audit prove what was written?
 
-usage: audit_survey.py [--rows N] [--start K] [--json OUT]
+usage: audit_survey.py [--rows N] [--start K] [--only NAME ...] [--json OUT]
 
 For each template that `benchmarks/template_survey.py` lists (142 files + 37 from ollama_index), paired with
 a fixture tokenizer of its family: a small JSONL of hard conversations (multi-turn with a system prompt,
@@ -58,7 +58,7 @@ CONVERSATIONS = [
 ]
 
 
-def survey(rows: int | None, start: int) -> dict:
+def survey(rows: int | None, start: int, only: list[str] | None = None) -> dict:
     from sftdata.audit import audit_prepared
     from sftdata.config import resolve_config
     from sftdata.prepare import prepare
@@ -68,6 +68,8 @@ def survey(rows: int | None, start: int) -> dict:
         data = Path(tmp) / "chats.jsonl"
         data.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in CONVERSATIONS), encoding="utf-8")
         for n, (name, text) in enumerate(all_templates()[start:rows]):
+            if only and not any(part in name for part in only):
+                continue
             started = time.perf_counter()
             template = Path(tmp) / f"t{n}.jinja"
             template.write_text(text, encoding="utf-8")
@@ -106,9 +108,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=None, help="stop after this many templates")
     parser.add_argument("--start", type=int, default=0, help="skip this many templates")
+    parser.add_argument("--only", nargs="*", default=None, help="templates whose name contains one of these")
     parser.add_argument("--json", default=None, help="write the whole report here")
     args = parser.parse_args()
-    report = survey(args.rows, args.start)
+    report = survey(args.rows, args.start, args.only)
     totals = collections.Counter(e["status"] for e in report.values())
     print(f"\n{len(report)} templates: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
     if args.json:

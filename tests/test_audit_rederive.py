@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from sftdata.audit.probes import run_probes
 from sftdata.audit.rederive import MaskDeriver
-from sftdata.audit.render import Renderer, RenderSettings
+from sftdata.audit.render import Renderer, RenderSettings, pinned_date_kwargs
+from tests.conftest import CHATML_TEMPLATE
 
 
 def deriver(tok, **settings) -> MaskDeriver:
@@ -139,3 +140,58 @@ def test_a_batch_travels_from_the_worker_as_arrays_and_unpacks_to_the_same_resul
             assert (x is None) == (y is None)
             if x is not None:
                 assert x.dtype == y.dtype and np.array_equal(x, y)
+
+
+SPACED_CHATML = (  # a template laid out with whitespace: its generation prompt is no prefix of the finished turn
+    "{% for m in messages %}\n    {{ '<|im_start|>' + m['role'] + '\\n' + m['content'] | trim + '<|im_end|>\\n' }}\n"
+    "{% endfor %}\n{% if add_generation_prompt %}\n    {{ '<|im_start|>assistant\\n' }}\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("reply", ["Paris.", "echo", "<|im_start|>user hi"])
+def test_a_reply_the_user_also_wrote_is_found_in_its_own_turn(test_tokenizer, reply):
+    """When the generation prompt is no prefix of the render, the turn is found where the render agrees with
+    it, not at the first copy of its text (the user wrote the same words, control-token text included)."""
+    messages = conv(f"Repeat: {reply}", reply)
+    for sanitize in (True, False):
+        (d,) = deriver(test_tokenizer, chat_template=SPACED_CHATML, sanitize=sanitize).derive_batch(
+            [(messages, None, [None, None])])
+        assert not d.unproven and supervised_text(test_tokenizer, d) == f"{reply}<|im_end|>", sanitize
+
+
+class _Renders:
+    """A stand-in renderer: the text of each prefix of a conversation, as a history-rewriting template gives it."""
+
+    settings = RenderSettings()
+
+    def __init__(self, texts: dict[tuple[int, bool], str]) -> None:
+        self.texts = texts
+
+    def text(self, messages: list[dict], tools=None, generation: bool = False) -> str:
+        return self.texts[(len(messages), generation)]
+
+
+def test_a_turn_whose_text_occurs_twice_after_the_previous_turn_is_not_proven():
+    """The search for a turn in a rewritten history takes a place only when there is one: never the first of many."""
+    from sftdata.audit.rederive import MaskDeriver
+
+    messages = conv("q", "ok", "q", "ok")
+    full = "U:q|B:ok<E>U:q|A:ok<E>"  # the template rewrote history: no prefix render is a prefix of it
+    texts = {(3, True): "U:q|A*ok<E>U:q|A:", (4, False): "U:q|A*ok<E>U:q|A:ok<E>", (3, False): "U:q|A*ok<E>U:q|"}
+    d = MaskDeriver(_Renders(texts), [0], ["<E>"])
+    span = d._turn_span(messages, None, 3, full, 0, texts[(3, True)])
+    assert span == 17  # anchored by the header `A:` the turn adds after `U:q|`, found once: the turn's own place
+    texts[(3, False)] = "U:q|A*ok<E>U:q|A"  # no header to anchor on: `ok<E>` alone occurs twice
+    d = MaskDeriver(_Renders(texts), [0], ["<E>"])
+    assert "occurs more than once" in d._turn_span(messages, None, 3, full, 0, texts[(3, True)])
+
+
+def test_the_pinned_date_reaches_templates_that_call_strftime_now(test_tokenizer):
+    """Transformers 5 turns template variables into plain data, so the pinned date is set as its clock: a template
+    that calls `strftime_now` renders the manifest's date (it raised `'str' object is not callable` before)."""
+    template = "{{ strftime_now('%Y-%m-%d') }}|" + CHATML_TEMPLATE
+    renderer = Renderer(test_tokenizer, RenderSettings(chat_template=template, date="26 Jul 2024"))
+    assert renderer.text(conv("hi", "yo")).startswith("2024-07-26|")
+    assert renderer.text(conv("hi", "yo"), **pinned_date_kwargs("02 Feb 2002")).startswith("2002-02-02|")
+    unpinned = Renderer(test_tokenizer, RenderSettings(chat_template=template, date=None))
+    assert unpinned.text(conv("hi", "yo"))[:4].isdigit()  # the real clock, not a placeholder

@@ -198,3 +198,19 @@ def test_tool_calls_with_json_arguments(name):
     assert len(runs) == 2 and "get_weather" in runs[0] and "Paris" in runs[0]
     assert "21 degrees" in runs[1] and '{"temp": 21}' not in "".join(runs)  # the tool result is not trained
     assert "Weather for a city" not in "".join(runs)  # nor the injected tool schema
+
+
+def test_what_follows_an_injected_empty_think_block_is_trained_from_its_first_character():
+    """A template that injects `<think>\\n\\n</think>\\n\\n` before every reply (TRL's Qwen3 training template): the
+    block is never trained, and all that follows it is, so a tool call from its `<tool_call>` scaffolding on (the
+    model writes it), not from the function's name (what the audit's re-derivation found)."""
+    template = TOKENIZERS.parent / "templates" / "trl" / "qwen3_training.jinja"
+    enc = ChatEncoder.load(TOKENIZERS / "qwen3", MaskOptions(chat_template=str(template)))
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    conv = make([u("Weather?"), a("", tool_calls=[call]), {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+                 a("Sunny.")])
+    [ex] = enc.encode_batch([conv])
+    assert ex.input_ids.tolist() == hf_ids(enc, conv)
+    assert [enc.tokenizer.decode(r) for r in supervised_runs(ex)] == [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>',
+        "Sunny.<|im_end|>"]

@@ -259,15 +259,17 @@ class MaskDeriver:
         except Exception as err:
             return f"the template raised on the prefix ({err})"
         if turn.startswith(prompt):
-            generated = turn[len(prompt):]
+            start = len(prompt)
         else:  # e.g. DeepSeek: the prompt ends with `<think>\n`, a reply without reasoning renders none
-            common = len(os.path.commonprefix([prompt, turn]))
-            tag = prompt.rfind("<", 0, common + 1)
-            if tag > prompt.rfind(">", 0, common):  # the renders part inside a tag: back up to its start
-                common = tag
-            if not OPENER_RE.fullmatch(prompt[common:]):
+            start = len(os.path.commonprefix([prompt, turn]))
+            tag = prompt.rfind("<", 0, start + 1)
+            if tag > prompt.rfind(">", 0, start):  # the renders part inside a tag: back up to its start
+                start = tag
+            if not OPENER_RE.fullmatch(prompt[start:]):
                 return "the template rewrites history: the generation prompt is not a prefix of the turn"
-            generated = turn[common:]
+            if start >= cursor and text.startswith(turn[:start]):  # the full render agrees up to the turn
+                return start
+        generated = turn[start:]
         cut = min((generated.find(e) + len(e) for e in self.eot_texts if e in generated), default=-1)
         if cut < 0:
             return "no end-of-turn token in the turn's render"
@@ -276,11 +278,27 @@ class MaskDeriver:
         think = THINK_RE.match(generated)
         if think:
             candidates.append(generated[think.end():])
-        for candidate in candidates:
-            pos = text.find(candidate, cursor)
-            if pos >= 0:
-                return pos
+        header = self._header(messages, tools, k, turn[:start])
+        ambiguous = False
+        for candidate in candidates:  # found once after the previous turn, or not proven: never the first of many
+            for head in dict.fromkeys((header, "")):
+                pos = text.find(head + candidate, cursor)
+                if pos >= 0 and text.find(head + candidate, pos + 1) < 0:
+                    return pos + len(head)
+                ambiguous = ambiguous or pos >= 0
+        if ambiguous:
+            return "the turn's text occurs more than once after the previous turn: where it starts is not proven"
         return "the turn's text is not in the full render after the previous turn"
+
+    def _header(self, messages: list[dict], tools: list[dict] | None, k: int, before: str) -> str:
+        """The text the template writes between the conversation so far and turn k (`<|im_start|>assistant\n`):
+        what `before` (the render up to turn k's generation) adds to `messages[:k]` rendered without a
+        generation prompt; empty when that render is not a prefix of it."""
+        try:
+            context = self.r.text(messages[:k], tools)
+        except Exception:  # noqa: BLE001 - no header to anchor on: the search goes on without one
+            return ""
+        return before[len(context):] if before.startswith(context) else ""
 
     def _trim(self, text: str, start: int, offsets: Edges, eot_at: np.ndarray) -> tuple[int, int] | str:
         """(first supervised token, end-of-turn token) of a turn whose generation starts at `start`."""

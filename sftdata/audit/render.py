@@ -1,8 +1,8 @@
 """Rendering for the audit: Hugging Face's own `apply_chat_template`, set up as the manifest says.
 
 The audit must not trust the writer, so it renders with transformers directly: the template text
-recorded in the manifest, its `template_kwargs`, the pinned date (passed both as `date_string`, which
-Llama 3.x templates read first, and as a `strftime_now` that formats that date, which other templates
+recorded in the manifest, its `template_kwargs`, the pinned date (passed as `date_string`, which Llama
+3.x templates read first, and set as the clock of transformers' own `strftime_now`, which other templates
 call), and `sanitize_control_tokens=True` when the manifest says `control_tokens: sanitize`.
 
 Ids come from one batched encode of the rendered texts (`backend_tokenizer.encode_batch`, which is
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -89,6 +91,32 @@ def pinned_date_kwargs(date: str | None) -> dict[str, Any]:
         return fixed.strftime(fmt) if fixed is not None else date
 
     return {"date_string": date, "strftime_now": strftime_now}
+
+
+class _Clock:
+    """Stands in for `datetime` in transformers' chat-template module: `now().strftime(fmt)` is the pinned date."""
+
+    def __init__(self, strftime: Callable[[str], str]) -> None:
+        self.strftime = strftime
+
+    def now(self, tz: Any = None) -> _Clock:  # noqa: ARG002 - the signature transformers calls
+        return self
+
+
+@contextmanager
+def _transformers_clock(strftime: Callable[[str], str] | None) -> Iterator[None]:
+    """Transformers' `strftime_now` returns `strftime(fmt)` while inside (nothing changes for None)."""
+    import transformers.utils.chat_template_utils as ctu
+
+    if strftime is None or not hasattr(ctu, "datetime"):
+        yield
+        return
+    original = ctu.datetime
+    ctu.datetime = _Clock(strftime)
+    try:
+        yield
+    finally:
+        ctu.datetime = original
 
 
 class Renderer:
@@ -245,10 +273,19 @@ class Renderer:
     def _apply(self, conversation: Any, tools: list[dict] | None, generation: bool, **extra: Any) -> Any:
         """`apply_chat_template(tokenize=False)` as the manifest sets it up, bounded: one conversation -> its text,
         a list of conversations -> their texts (transformers renders each as alone)."""
-        with bounded():
-            return self.tok.apply_chat_template(conversation, tools=tools, chat_template=self.template,
-                                                tokenize=False, add_generation_prompt=generation,
-                                                **{**self.kwargs, **extra})
+        return self._hf(conversation, tools=tools, tokenize=False, add_generation_prompt=generation,
+                        **{**self.kwargs, **extra})
+
+    def _hf(self, conversation: Any, **kwargs: Any) -> Any:
+        """`apply_chat_template` with this template, bounded, and the pinned date as transformers' own clock.
+
+        The pinned `strftime_now` is not handed over as a template variable: transformers 5 rebuilds the
+        variables as plain data, so the function would arrive as an inert string and shadow the real one
+        (`'str' object is not callable` in Mistral Small 3's and gpt-oss's templates). Its clock is set for
+        the call instead (the audit renders in one thread per process)."""
+        clock = kwargs.pop("strftime_now", None)
+        with bounded(), _transformers_clock(clock):
+            return self.tok.apply_chat_template(conversation, chat_template=self.template, **kwargs)
 
     def texts(self, requests: list[tuple[list[dict], list[dict] | None, bool]]) -> list[str | Exception]:
         """Many renders, (messages, tools, generation prompt) each: the text, or what the template raised.
@@ -279,9 +316,8 @@ class Renderer:
 
     def reference_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Hugging Face's own ids for a conversation, exactly as `apply_chat_template(tokenize=True)` gives them."""
-        with bounded():
-            out = self.tok.apply_chat_template(messages, tools=tools, chat_template=self.template, tokenize=True,
-                                               sanitize_control_tokens=self.settings.sanitize, **self.kwargs)
+        out = self._hf(messages, tools=tools, tokenize=True, sanitize_control_tokens=self.settings.sanitize,
+                       **self.kwargs)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
     @cached_property
@@ -312,9 +348,8 @@ class Renderer:
         from transformers.utils.chat_template_utils import mark_control_tokens
 
         marked = mark_control_tokens(messages, self.control_pattern)
-        with bounded():
-            text = self.tok.apply_chat_template(marked, tools=mark_control_tokens(tools, self.control_pattern),
-                                                chat_template=self.template, tokenize=False, **self.kwargs)
+        text = self._hf(marked, tools=mark_control_tokens(tools, self.control_pattern), tokenize=False,
+                        **self.kwargs)
         tokens = "|".join(map(re.escape, sorted((t for t in self.added_tokens if t), key=len, reverse=True)))
         pieces = re.split(f"{MARK_START}({tokens}){MARK_END}|[{MARK_START}{MARK_END}]", text)
         backend = self.tok.backend_tokenizer

@@ -22,7 +22,9 @@ The span of a trained turn is `[generation prompt end, end-of-turn end)`, so it 
 content, tool calls and any closing text the template writes, but no role header. Then:
 - an empty think block the template injects (`<think>\n\n</think>\n\n`, Qwen3) is never trained: when
   the turn has no located reasoning and such a block sits between the generation prompt and the reply,
-  the span starts at the reply; other markup there (gpt-oss `<|channel|>final<|message|>`) is trained;
+  the span starts after the block and the whitespace that follows it (a tool call's scaffolding, such as
+  `<tool_call>\n{"name": "`, is the reply's and trained); other markup there (gpt-oss
+  `<|channel|>final<|message|>`) is trained;
 - `train_reasoning=False` starts the span after the think block's closing tag;
 - `train_eot=False` ends it where the end-of-turn text begins.
 The engine maps spans to tokens (`engine.py`) and checks the last supervised token *is* the end-of-turn
@@ -44,7 +46,8 @@ _GAP_OK = re.compile(r"(?:\s|<[^<>\s]{1,40}>|\w{1,16}(?=\s*<))*")
 """What may separate the end of the generation prompt from a located reply: whitespace, tags, and a short
 word right before a tag (gpt-oss writes `<|channel|>final<|message|>` before the reply; Gemma 4's
 generation prompt ends in an empty `<|channel>thought\n<channel|>` the full render lacks)."""
-_EMPTY_THINK = re.compile(r"<(think|thinking|reasoning|thought)>\s*</\1>")
+_EMPTY_THINK = re.compile(r"<(think|thinking|reasoning|thought)>\s*</\1>\s*")
+"""An empty think block and the whitespace after it (the end of the match is where the reply's text begins)."""
 _THINK_CLOSE = re.compile(r"\s*</[^<>\s]{1,40}>\s*")
 
 
@@ -226,8 +229,9 @@ def plan_spans(text: str, messages: Sequence[dict[str, Any]], trained: Sequence[
             return Problem(Reason.mask_methods_disagree, f"turn {i}: the located reply starts {len(gap)} characters "
                            f"after the generation prompt ends, across {gap[:60]!r}", f"messages[{i}]")
         span_start = start
-        if reply.reasoning is None and _EMPTY_THINK.search(gap):
-            span_start = reply.first  # a template-injected empty <think></think> block is never trained
+        empty = _EMPTY_THINK.search(text, start, bound) if reply.reasoning is None else None
+        if empty is not None and empty.start() <= reply.first:  # a template-injected empty block is never trained;
+            span_start = empty.end()  # what follows it is (a call's `<tool_call>{"name": "` scaffolding included)
         elif reply.reasoning is not None and not train_reasoning:
             close = _THINK_CLOSE.match(text, reply.reasoning[1])
             span_start = close.end() if close else reply.reasoning[1]
