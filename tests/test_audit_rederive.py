@@ -195,3 +195,27 @@ def test_the_pinned_date_reaches_templates_that_call_strftime_now(test_tokenizer
     assert renderer.text(conv("hi", "yo"), **pinned_date_kwargs("02 Feb 2002")).startswith("2002-02-02|")
     unpinned = Renderer(test_tokenizer, RenderSettings(chat_template=template, date=None))
     assert unpinned.text(conv("hi", "yo"))[:4].isdigit()  # the real clock, not a placeholder
+
+
+TEXT_EOT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|END_OF_TURN|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+"""A template whose end-of-turn marker is no token of the tokenizer (Cohere's template on another model's)."""
+
+
+def test_an_end_of_turn_this_tokenizer_splits_is_trained_in_its_pieces(test_tokenizer):
+    """The reply and every piece of the template's end marker are trained (the model must write it to stop);
+    with `train_eot` off, the reply's own tokens only. The probe says so, as a warning."""
+    from sftdata.audit.probes import run_probes
+
+    messages = conv("Hello!", "Hi there.", "Bye.", "See you.")
+    renderer = Renderer(test_tokenizer, RenderSettings(chat_template=TEXT_EOT))
+    probes = run_probes(renderer)
+    assert probes.eot_texts == ("<|END_OF_TURN|>",) and not probes.eot_ids
+    assert any("no token of this tokenizer" in f.message for f in probes.findings)
+    (d,) = deriver(test_tokenizer, chat_template=TEXT_EOT).derive_batch([(messages, None, [None] * 4)])
+    assert not d.unproven
+    assert supervised_text(test_tokenizer, d) == "Hi there.<|END_OF_TURN|>See you.<|END_OF_TURN|>"
+    (d,) = deriver(test_tokenizer, chat_template=TEXT_EOT, train_eot=False).derive_batch([(messages, None, [None] * 4)])
+    assert not d.unproven
+    shown = supervised_text(test_tokenizer, d)
+    assert shown.startswith("Hi there.") and "See you." in shown and "END" not in shown

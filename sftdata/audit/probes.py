@@ -29,6 +29,9 @@ from typing import Any
 from sftdata.audit.findings import Finding, Severity
 from sftdata.audit.render import Renderer, pinned_date_kwargs
 
+TAG_RE = re.compile(r"<[^<>\s]{1,40}>")
+"""Markup such as `<|END_OF_TURN_TOKEN|>`: where no added token follows a reply, its first tag closes the turn."""
+
 USER, REPLY, USER2, REPLY2 = "What is 2+2?", "It is 4.", "And 3+3?", "It is 6."
 SYSTEM = "Always answer in one sentence."
 
@@ -89,6 +92,15 @@ def probe_eot(r: Renderer, result: ProbeResult) -> None:
         trained = "trained" if r.settings.train_eot else "NOT trained (train_eot is off)"
         result.add("eot", f"an assistant turn ends with {hit!r} (id {min(result.eot_ids)}), {trained}; "
                    f"the template writes {tail!r} after the reply", expected=hit)
+        return
+    marker = TAG_RE.search(tail)
+    text = marker.group(0) if marker else tail.strip()
+    if text:  # the template's own end marker (its first tag, or all it writes), which this tokenizer splits
+        result.eot_texts = (text,)
+        pieces = len(r.tok.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+        result.add("eot", f"an assistant turn ends with {text!r}, which is no token of this tokenizer: the model "
+                   f"learns to stop by writing it in {pieces} pieces (stop on the string at inference, or add it as "
+                   "a special token); token-level end-of-turn checks are skipped", Severity.warning, expected=text)
         return
     result.add("eot", f"no control token follows an assistant reply (the template writes {tail!r}): the model "
                "cannot learn to stop; end-of-turn checks are skipped", Severity.warning)

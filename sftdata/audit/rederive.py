@@ -306,6 +306,13 @@ class MaskDeriver:
         if think and (not think.group(1).strip() or not self.s.train_reasoning):
             start = think.end()
         first = offsets.first_at(start)
+        if not len(self.eot_ids) and self.eot_texts:  # an end-of-turn text this tokenizer splits into pieces
+            hits = [(at, at + len(e)) for e in self.eot_texts if (at := text.find(e, start)) >= 0]
+            if not hits:
+                return "no end-of-turn text after the reply"
+            begin, end = min(hits)  # the pieces holding it are trained with it; with `train_eot` off, the
+            last = offsets.first_at(end - 1) if self.s.train_eot else offsets.first_at(begin - 1)  # reply's last
+            return first, last if self.s.train_eot else last + 1  # (the caller trains up to, not with, this one)
         k = int(np.searchsorted(eot_at, first))
         if k == len(eot_at):
             return "no end-of-turn token after the reply"
