@@ -229,7 +229,9 @@ def plan_spans(text: str, messages: Sequence[dict[str, Any]], trained: Sequence[
             return Problem(Reason.mask_methods_disagree, f"turn {i}: the located reply starts {len(gap)} characters "
                            f"after the generation prompt ends, across {gap[:60]!r}", f"messages[{i}]")
         span_start = start
-        empty = _EMPTY_THINK.search(text, start, bound) if reply.reasoning is None else None
+        empty = None
+        if reply.reasoning is None and "<" in gap:  # a block may run on past `reply.first` (whitespace it shares)
+            empty = _EMPTY_THINK.search(text, start, bound)
         if empty is not None and empty.start() <= reply.first:  # a template-injected empty block is never trained;
             span_start = empty.end()  # what follows it is (a call's `<tool_call>{"name": "` scaffolding included)
         elif reply.reasoning is not None and not train_reasoning:
