@@ -97,6 +97,9 @@ def init_worker(parent: int, threads: int) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, message="tokenizer .*: loading it with transformers")
     settle_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a forked worker inherits the parent's SIGTERM handler, which raises SystemExit: the executor would catch
+    # that as the task's result and go on reading tasks, so stopping the pool waited 5 s for each worker
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_parent, args=(parent,), name="sftdata-parent-watch", daemon=True).start()
 
 

@@ -88,9 +88,11 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path) -> None:
     corpus.write_text(EXAMPLE.read_text(encoding="utf-8") * 400, encoding="utf-8")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "true",  # the setting that deadlocks forked pools
            "SFTDATA_CPUS": "3"}  # a real pool of 2 even on 2 cores (counts are capped at cores - 1)
-    proc = subprocess.Popen([sys.executable, "-m", "sftdata", "prepare", str(corpus), "--tokenizer", str(TOKENIZER),
-                             "--out", str(tmp_path / "out"), "--workers", "2", "--max-length", "1024"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "prepare.log"  # a file, not a pipe: a pipe nobody reads fills up and blocks the run's exit
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "sftdata", "prepare", str(corpus), "--tokenizer",
+                                 str(TOKENIZER), "--out", str(tmp_path / "out"), "--workers", "2", "--max-length",
+                                 "1024"], env=env, stdout=sink, stderr=sink)
     deadline = time.time() + 120
     workers: list[int] = []
     while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
@@ -100,7 +102,7 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path) -> None:
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
-    assert proc.returncode == 130, proc.stderr.read().decode()[-2000:]  # interrupted, not finished or crashed
+    assert proc.returncode == 130, log.read_text(errors="replace")[-2000:]  # interrupted, not finished or crashed
     time.sleep(0.5)
     alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text()
              .rsplit(")", 1)[1].split()[0]]
