@@ -104,10 +104,7 @@ class Findings:
         if result is None:
             result = self.checks[finding.check] = CheckResult(finding.check, finding.check, severity=finding.severity)
         result.failed += count
-        kept = self._kept.get(finding.check, 0)
-        if kept < MAX_PER_CHECK:
-            self._kept[finding.check] = kept + 1
-            self.items.append(finding)
+        self._keep(finding)
 
     def merge(self, other: Findings) -> None:
         """Add the results of checks run elsewhere (another process): counts in full, findings under the cap."""
@@ -115,10 +112,14 @@ class Findings:
             mine = self.check(name, result.description, result.checked, result.severity)
             mine.failed += result.failed
         for finding in other.items:
-            kept = self._kept.get(finding.check, 0)
-            if kept < MAX_PER_CHECK:
-                self._kept[finding.check] = kept + 1
-                self.items.append(finding)
+            self._keep(finding)
+
+    def _keep(self, finding: Finding) -> None:
+        """Keep a located finding while its check is under the cap of findings shown."""
+        kept = self._kept.get(finding.check, 0)
+        if kept < MAX_PER_CHECK:
+            self._kept[finding.check] = kept + 1
+            self.items.append(finding)
 
     def note(self, finding: Finding) -> None:
         """A finding that is not a check failure (info about the template, a skipped record)."""
